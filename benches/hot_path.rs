@@ -1,0 +1,138 @@
+//! Micro-benchmarks of the hot path on realistic text: decode, normalise, segment, entities,
+//! the whole extraction, and the window update — for short danmu and long posts.
+//!
+//! `cargo bench --bench hot_path`; throughput is reported per record.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use trendstream::decode::decode;
+use trendstream::extract::{
+    normalise_into, Category, EntityFinder, ExtractOptions, Extractor, Scratch,
+};
+use trendstream::generate::TrafficGen;
+use trendstream::window::{PartitionWindows, WindowSpec};
+
+const N: usize = 1_000;
+
+struct Corpus {
+    name: &'static str,
+    values: Vec<String>,
+    texts: Vec<String>,
+}
+
+fn corpora() -> Vec<Corpus> {
+    let mut g = TrafficGen::new(42, 1_000);
+    let danmu: Vec<String> = (0..N)
+        .map(|i| g.danmu(1_763_780_000_000 + i as i64).1)
+        .collect();
+    let posts: Vec<String> = (0..N)
+        .map(|i| g.post(1_763_780_000_000 + i as i64).1)
+        .collect();
+    let text_of = |v: &String| -> String {
+        let parsed: serde_json::Value = serde_json::from_str(v).expect("JSON");
+        parsed["text"].as_str().expect("text").to_owned()
+    };
+    vec![
+        Corpus {
+            name: "danmu",
+            texts: danmu.iter().map(text_of).collect(),
+            values: danmu,
+        },
+        Corpus {
+            name: "posts",
+            texts: posts.iter().map(text_of).collect(),
+            values: posts,
+        },
+    ]
+}
+
+fn hot_path(c: &mut Criterion) {
+    let extractor = Extractor::new(&ExtractOptions::default());
+    let entities = EntityFinder::new();
+    for corpus in corpora() {
+        let mut group = c.benchmark_group(corpus.name);
+        group.throughput(Throughput::Elements(N as u64));
+
+        group.bench_function("decode", |b| {
+            b.iter(|| {
+                for v in &corpus.values {
+                    black_box(decode(Some(v.as_bytes()), "room_id", None, 65_536).ok());
+                }
+            })
+        });
+        group.bench_function("normalise", |b| {
+            let mut out = String::new();
+            b.iter(|| {
+                for t in &corpus.texts {
+                    normalise_into(t, &mut out);
+                    black_box(&out);
+                }
+            })
+        });
+        group.bench_function("entities", |b| {
+            let normalised: Vec<String> = corpus
+                .texts
+                .iter()
+                .map(|t| trendstream::extract::normalise(t))
+                .collect();
+            b.iter(|| {
+                for t in &normalised {
+                    entities.find(t, |e| {
+                        black_box(e);
+                    });
+                }
+            })
+        });
+        group.bench_function("extract", |b| {
+            let mut scratch = Scratch::default();
+            b.iter(|| {
+                for t in &corpus.texts {
+                    extractor.extract(t, &mut scratch, |c, item| {
+                        black_box((c, item));
+                    });
+                }
+            })
+        });
+        group.bench_function("window_update", |b| {
+            let spec = WindowSpec {
+                width: 60_000,
+                slide: 10_000,
+                out_of_orderness: 5_000,
+            };
+            let items: Vec<Vec<(Category, String)>> = corpus
+                .texts
+                .iter()
+                .map(|t| {
+                    let mut v = Vec::new();
+                    extractor.extract(t, &mut Scratch::default(), |c, i| v.push((c, i.to_owned())));
+                    v
+                })
+                .collect();
+            b.iter(|| {
+                let mut windows = PartitionWindows::new(spec, 20);
+                let mut closed = Vec::new();
+                for (i, record) in items.iter().enumerate() {
+                    let group = ["r1", "r2", "r3", "r4"][i % 4];
+                    windows.record(
+                        0,
+                        group,
+                        i as i64 * 50,
+                        i as i64,
+                        |counts| {
+                            for (c, item) in record {
+                                counts.add(*c, item);
+                            }
+                        },
+                        &mut closed,
+                    );
+                }
+                black_box(closed.len())
+            })
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, hot_path);
+criterion_main!(benches);

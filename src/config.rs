@@ -1,0 +1,627 @@
+//! Configuration: the built-in defaults (`config/default.toml`), an optional file and
+//! `TRENDSTREAM_*` environment variables, merged in that order and validated once.
+//!
+//! A [`Config`] can only be had through [`Config::load`] or [`Config::from_toml`], so holding
+//! one means every check below has passed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// The defaults, documented key by key.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// Environment variables with this prefix override configuration keys.
+pub const ENV_PREFIX: &str = "TRENDSTREAM_";
+
+/// Properties of the consumer that trendstream sets itself.
+const OWNED_CONSUMER_PROPERTIES: &[&str] = &[
+    "group.id",
+    "bootstrap.servers",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration: {0}")]
+    Parse(String),
+    #[error("{key} ({value}) {reason}")]
+    Invalid {
+        key: String,
+        value: String,
+        reason: String,
+    },
+    #[error("cannot read extract.stop_words_file ({path}): {source}")]
+    StopWordsFile {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+fn invalid(key: impl Into<String>, value: impl ToString, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        value: value.to_string(),
+        reason: reason.into(),
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub kafka: KafkaConfig,
+    pub streams: BTreeMap<String, StreamConfig>,
+    pub input: InputConfig,
+    pub batch: BatchConfig,
+    pub window: WindowConfig,
+    pub extract: ExtractConfig,
+    pub output: OutputConfig,
+    pub redis: RedisConfig,
+    pub retry: RetryConfig,
+    pub log: LogConfig,
+    pub http: HttpConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address for `/metrics` and `/ready`; empty for none.
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap brokers, comma-separated `host:port`.
+    pub brokers: String,
+    /// Consumer group id.
+    pub group_id: String,
+    /// Client id for broker logs.
+    pub client_id: String,
+    /// Topic for window results.
+    pub output_topic: String,
+    /// Topic for records that could not be decoded.
+    pub dead_letter_topic: String,
+    /// librdkafka properties for the consumer.
+    #[serde(deserialize_with = "properties")]
+    pub consumer: BTreeMap<String, String>,
+    /// librdkafka properties for the producer.
+    #[serde(deserialize_with = "properties")]
+    pub producer: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamConfig {
+    /// Whether this stream is read.
+    pub enabled: bool,
+    /// Kafka topic of the stream.
+    pub topic: String,
+    /// JSON field holding the group key.
+    pub group_by: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputConfig {
+    /// Larger record values are dead-lettered.
+    pub max_message_bytes: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    /// Records per batch at most.
+    pub max_records: usize,
+    /// Time from a batch's first record to its end at most.
+    #[serde(with = "humantime_serde")]
+    pub max_wait: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowConfig {
+    /// Window length.
+    #[serde(with = "humantime_serde")]
+    pub width: Duration,
+    /// Distance between window starts.
+    #[serde(with = "humantime_serde")]
+    pub slide: Duration,
+    /// How far the watermark trails the highest event time.
+    #[serde(with = "humantime_serde")]
+    pub out_of_orderness: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtractConfig {
+    /// Shortest counted term, in characters.
+    pub min_term_chars: usize,
+    /// Longest counted term, in characters.
+    pub max_term_chars: usize,
+    /// Extra stop words, one per line; empty for none.
+    pub stop_words_file: PathBuf,
+    /// Keywords counted under `keywords`.
+    pub watch_keywords: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputConfig {
+    /// Items per leaderboard and per list.
+    pub top_k: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// Redis URL, or comma-separated node URLs of a cluster.
+    pub url: String,
+    /// Whether `url` names a Redis Cluster.
+    pub cluster: bool,
+    /// Prefix of every key.
+    pub key_prefix: String,
+    /// Leaderboard time to live.
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// First back-off after a failed write.
+    #[serde(with = "humantime_serde")]
+    pub initial_backoff: Duration,
+    /// Longest back-off.
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+    /// Failing this long is fatal.
+    #[serde(with = "humantime_serde")]
+    pub give_up_after: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// Default level filter.
+    pub level: String,
+}
+
+impl Config {
+    /// Defaults, then `path` (if any), then the process environment.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
+        if let Some(path) = path {
+            if !path.is_file() {
+                return Err(invalid(
+                    "--config",
+                    path.display(),
+                    "is not a readable file",
+                ));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        Self::extract(figment.merge(Env::prefixed(ENV_PREFIX).split("__")))
+    }
+
+    /// Defaults with `toml` laid over them; no environment. For tests and embedding.
+    pub fn from_toml(toml: &str) -> Result<Config, ConfigError> {
+        Self::extract(Figment::from(Toml::string(DEFAULT_TOML)).merge(Toml::string(toml)))
+    }
+
+    fn extract(figment: Figment) -> Result<Config, ConfigError> {
+        let mut config: Config = figment
+            .extract()
+            .map_err(|err| ConfigError::Parse(describe_figment_error(err)))?;
+        config.normalise();
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Environment variables cannot carry dots, so librdkafka properties set through them
+    /// arrive with underscores; librdkafka's own names never contain one.
+    fn normalise(&mut self) {
+        for props in [&mut self.kafka.consumer, &mut self.kafka.producer] {
+            *props = std::mem::take(props)
+                .into_iter()
+                .map(|(k, v)| (k.replace('_', "."), v))
+                .collect();
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let k = &self.kafka;
+        for (key, value) in [
+            ("kafka.brokers", &k.brokers),
+            ("kafka.group_id", &k.group_id),
+            ("kafka.client_id", &k.client_id),
+            ("kafka.output_topic", &k.output_topic),
+            ("kafka.dead_letter_topic", &k.dead_letter_topic),
+        ] {
+            if value.trim().is_empty() {
+                return Err(invalid(key, "\"\"", "must not be empty"));
+            }
+        }
+        for owned in OWNED_CONSUMER_PROPERTIES {
+            if let Some(value) = k.consumer.get(*owned) {
+                return Err(invalid(
+                    format!("kafka.consumer.\"{owned}\""),
+                    value,
+                    "is set by trendstream itself and cannot be configured",
+                ));
+            }
+        }
+        if k.output_topic == k.dead_letter_topic {
+            return Err(invalid(
+                "kafka.dead_letter_topic",
+                &k.dead_letter_topic,
+                "must differ from kafka.output_topic",
+            ));
+        }
+
+        let enabled: Vec<_> = self.enabled_streams().collect();
+        if enabled.is_empty() {
+            return Err(invalid(
+                "streams",
+                format!("{:?}", self.streams.keys().collect::<Vec<_>>()),
+                "must contain at least one stream with enabled = true",
+            ));
+        }
+        let mut topics = BTreeMap::new();
+        for (name, stream) in &enabled {
+            let valid_name = name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !valid_name || name.is_empty() {
+                return Err(invalid(
+                    format!("streams.{name}"),
+                    name,
+                    "stream names may hold only ASCII letters, digits, '_' and '-'",
+                ));
+            }
+            if stream.topic.trim().is_empty() {
+                return Err(invalid(
+                    format!("streams.{name}.topic"),
+                    "\"\"",
+                    "must not be empty",
+                ));
+            }
+            if stream.group_by.trim().is_empty() {
+                return Err(invalid(
+                    format!("streams.{name}.group_by"),
+                    "\"\"",
+                    "must not be empty",
+                ));
+            }
+            if let Some(other) = topics.insert(stream.topic.as_str(), name) {
+                return Err(invalid(
+                    format!("streams.{name}.topic"),
+                    &stream.topic,
+                    format!("is already read by stream {other}"),
+                ));
+            }
+            if stream.topic == k.output_topic || stream.topic == k.dead_letter_topic {
+                return Err(invalid(
+                    format!("streams.{name}.topic"),
+                    &stream.topic,
+                    "must differ from kafka.output_topic and kafka.dead_letter_topic",
+                ));
+            }
+        }
+
+        if self.input.max_message_bytes == 0 {
+            return Err(invalid("input.max_message_bytes", 0, "must be at least 1"));
+        }
+        if self.batch.max_records == 0 {
+            return Err(invalid("batch.max_records", 0, "must be at least 1"));
+        }
+        if self.batch.max_wait.is_zero() {
+            return Err(invalid("batch.max_wait", "0s", "must be longer than 0"));
+        }
+
+        let w = &self.window;
+        for (key, value) in [("window.width", w.width), ("window.slide", w.slide)] {
+            if value.is_zero() || value.subsec_nanos() % 1_000_000 != 0 {
+                return Err(invalid(
+                    key,
+                    show(value),
+                    "must be a positive whole number of milliseconds",
+                ));
+            }
+        }
+        if !w.width.as_millis().is_multiple_of(w.slide.as_millis()) {
+            return Err(invalid(
+                "window.slide",
+                show(w.slide),
+                format!("must divide window.width ({})", show(w.width)),
+            ));
+        }
+        if w.width.as_millis() / w.slide.as_millis() > 1000 {
+            return Err(invalid(
+                "window.slide",
+                show(w.slide),
+                format!(
+                    "is too small for window.width ({}): at most 1000 slides per window",
+                    show(w.width)
+                ),
+            ));
+        }
+
+        let e = &self.extract;
+        if e.min_term_chars == 0 {
+            return Err(invalid("extract.min_term_chars", 0, "must be at least 1"));
+        }
+        if e.max_term_chars < e.min_term_chars {
+            return Err(invalid(
+                "extract.max_term_chars",
+                e.max_term_chars,
+                format!(
+                    "must be at least extract.min_term_chars ({})",
+                    e.min_term_chars
+                ),
+            ));
+        }
+        if let Some(empty) = e.watch_keywords.iter().find(|k| k.trim().is_empty()) {
+            return Err(invalid(
+                "extract.watch_keywords",
+                format!("{empty:?}"),
+                "must not contain empty keywords",
+            ));
+        }
+
+        if self.output.top_k == 0 || self.output.top_k > 10_000 {
+            return Err(invalid(
+                "output.top_k",
+                self.output.top_k,
+                "must be between 1 and 10000",
+            ));
+        }
+
+        for url in self.redis.url.split(',').map(str::trim) {
+            if let Err(err) = redis::Client::open(url) {
+                return Err(invalid(
+                    "redis.url",
+                    &self.redis.url,
+                    format!("is not a Redis URL: {err}"),
+                ));
+            }
+        }
+        if !self.redis.cluster && self.redis.url.contains(',') {
+            return Err(invalid(
+                "redis.url",
+                &self.redis.url,
+                "names several servers; set redis.cluster = true for a Redis Cluster",
+            ));
+        }
+        if self.redis.ttl < self.window.slide {
+            return Err(invalid(
+                "redis.ttl",
+                show(self.redis.ttl),
+                format!(
+                    "must be at least window.slide ({}), or leaderboards expire between updates",
+                    show(self.window.slide)
+                ),
+            ));
+        }
+
+        let r = &self.retry;
+        if r.initial_backoff.is_zero() {
+            return Err(invalid(
+                "retry.initial_backoff",
+                "0s",
+                "must be longer than 0",
+            ));
+        }
+        if r.max_backoff < r.initial_backoff {
+            return Err(invalid(
+                "retry.max_backoff",
+                show(r.max_backoff),
+                format!(
+                    "must be at least retry.initial_backoff ({})",
+                    show(r.initial_backoff)
+                ),
+            ));
+        }
+        let listen = &self.http.listen;
+        if !listen.is_empty() && listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid(
+                "http.listen",
+                listen,
+                "is not an address like 0.0.0.0:9898",
+            ));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return Err(invalid(
+                "log.level",
+                &self.log.level,
+                "is not a level or filter directive",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The enabled streams, by name.
+    pub fn enabled_streams(&self) -> impl Iterator<Item = (&String, &StreamConfig)> {
+        self.streams.iter().filter(|(_, s)| s.enabled)
+    }
+
+    /// The effective configuration as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("configuration serialises to TOML")
+    }
+
+    /// Window width in milliseconds.
+    pub fn width_ms(&self) -> i64 {
+        self.window.width.as_millis() as i64
+    }
+
+    /// Window slide in milliseconds.
+    pub fn slide_ms(&self) -> i64 {
+        self.window.slide.as_millis() as i64
+    }
+
+    /// Out-of-orderness in milliseconds.
+    pub fn out_of_orderness_ms(&self) -> i64 {
+        self.window.out_of_orderness.as_millis() as i64
+    }
+
+    /// The extra stop words from `extract.stop_words_file`.
+    pub fn extra_stop_words(&self) -> Result<Vec<String>, ConfigError> {
+        let path = &self.extract.stop_words_file;
+        if path.as_os_str().is_empty() {
+            return Ok(Vec::new());
+        }
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::StopWordsFile {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Ok(text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(str::to_owned)
+            .collect())
+    }
+}
+
+/// librdkafka properties are strings, but `10` and `true` are fine to write too (and are what
+/// environment variables turn into).
+fn properties<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        Str(String),
+        Int(i64),
+        Float(f64),
+        Bool(bool),
+    }
+    let raw = BTreeMap::<String, Scalar>::deserialize(d)?;
+    Ok(raw
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Scalar::Str(s) => s,
+                Scalar::Int(i) => i.to_string(),
+                Scalar::Float(f) => f.to_string(),
+                Scalar::Bool(b) => b.to_string(),
+            };
+            (k, v)
+        })
+        .collect())
+}
+
+fn show(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+/// Figment's errors say `for key "default.window.width"`; drop the profile name.
+fn describe_figment_error(err: figment::Error) -> String {
+    err.into_iter()
+        .map(|e| e.to_string().replace("\"default.", "\""))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(toml: &str) -> String {
+        Config::from_toml(toml).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let config = Config::from_toml("").unwrap();
+        assert_eq!(config.width_ms(), 60_000);
+        assert_eq!(config.slide_ms(), 10_000);
+        assert_eq!(config.enabled_streams().count(), 2);
+        assert_eq!(config.kafka.consumer["fetch.wait.max.ms"], "10");
+    }
+
+    #[test]
+    fn slide_must_divide_width() {
+        assert_eq!(
+            err("[window]\nslide = \"7s\""),
+            "window.slide (7s) must divide window.width (1m)"
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let msg = err("[window]\nwidht = \"7s\"");
+        assert!(
+            msg.contains("unknown field") && msg.contains("widht"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn wrong_type_is_named_with_key() {
+        let msg = err("[output]\ntop_k = \"many\"");
+        assert!(
+            msg.contains("output.top_k") && msg.contains("many"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn top_k_zero_is_refused() {
+        assert_eq!(
+            err("[output]\ntop_k = 0"),
+            "output.top_k (0) must be between 1 and 10000"
+        );
+    }
+
+    #[test]
+    fn no_enabled_stream_is_refused() {
+        let msg = err("[streams.danmu]\nenabled = false\n[streams.text]\nenabled = false");
+        assert!(msg.starts_with("streams ("), "{msg}");
+    }
+
+    #[test]
+    fn owned_consumer_property_is_refused() {
+        assert_eq!(
+            err("[kafka.consumer]\n\"enable.auto.commit\" = \"true\""),
+            "kafka.consumer.\"enable.auto.commit\" (true) is set by trendstream itself and cannot be configured"
+        );
+    }
+
+    #[test]
+    fn ttl_shorter_than_slide_is_refused() {
+        assert_eq!(
+            err("[redis]\nttl = \"1s\""),
+            "redis.ttl (1s) must be at least window.slide (10s), or leaderboards expire between updates"
+        );
+    }
+
+    #[test]
+    fn two_streams_on_one_topic_are_refused() {
+        assert_eq!(
+            err("[streams.text]\ntopic = \"danmu\""),
+            "streams.text.topic (danmu) is already read by stream danmu"
+        );
+    }
+
+    #[test]
+    fn property_names_from_environment_get_their_dots_back() {
+        let config = Config::from_toml("[kafka.producer]\nlinger_ms = 50").unwrap();
+        assert_eq!(config.kafka.producer["linger.ms"], "50");
+    }
+}

@@ -1,0 +1,494 @@
+//! Engine: the per-record work of a batch — decode, extract, window — for every partition this
+//! instance holds. Pure: records in, closed windows, dead letters and checkpoints out; the
+//! caller does the I/O.
+//!
+//! # Checkpoints
+//!
+//! A partition's [`Checkpoint`] says where its windows can be rebuilt from: replaying its
+//! records from `resume` (the first offset any open window still holds) with the saved
+//! watermark state gives back exactly the open windows, because windowing is deterministic.
+//! Nothing closes during the replay (the watermark is already past every replayed record), and
+//! the dead letters of replayed records below `next` were sent before. So a partition continues
+//! on any instance, after any crash, with nothing lost and nothing counted twice. Checkpoints
+//! are small (four numbers) whatever the number of open windows; the price is the replay —
+//! at most one window width plus the out-of-orderness of records — when a partition moves.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::decode::{decode, DecodeError};
+use crate::extract::{Extractor, Scratch};
+use crate::window::{
+    ClosedWindow, PartitionWindows, Placement, StreamId, WatermarkState, WindowSpec,
+};
+
+/// One input record, as the consumer delivered it.
+#[derive(Debug, Clone, Copy)]
+pub struct Input<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub payload: Option<&'a [u8]>,
+    /// Kafka timestamp in epoch ms, if any.
+    pub timestamp: Option<i64>,
+}
+
+/// A stream as the engine sees it.
+#[derive(Debug, Clone)]
+pub struct Stream {
+    pub name: String,
+    pub topic: String,
+    pub group_by: String,
+}
+
+/// Where a partition can be continued from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Replay starts here: the first offset an open window holds (`next` when none does).
+    pub resume: i64,
+    /// The offset after the last record processed.
+    pub next: i64,
+    pub watermark: WatermarkState,
+    /// Fingerprint of the settings that shape the windows: a checkpoint made under other
+    /// settings is not used.
+    pub settings: u64,
+}
+
+/// What one batch produced.
+#[derive(Debug, Default)]
+pub struct BatchOutput {
+    /// Windows closed by the batch's records, in the order they closed.
+    pub closed: Vec<ClosedWindow>,
+    /// Records that could not be decoded: their index in the batch and why.
+    pub dead: Vec<(usize, DecodeError)>,
+    pub counts: BatchCounts,
+}
+
+/// Per-batch counters.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BatchCounts {
+    pub records: u64,
+    pub dead_letters: u64,
+    pub late_partly: u64,
+    pub late_dropped: u64,
+    /// Records processed again to rebuild windows after a partition moved.
+    pub replayed: u64,
+    pub windows_closed: u64,
+}
+
+struct PartitionState {
+    windows: PartitionWindows,
+    /// Offset of the next record; records below it were processed already.
+    next: i64,
+    /// Records below this were processed before the checkpoint: their dead letters are out.
+    replayed_until: i64,
+    /// The consumer must seek back to `next`: ignore the partition's records until it has.
+    awaiting_seek: bool,
+}
+
+impl PartitionState {
+    /// Windows that start empty at `offset`.
+    fn fresh(spec: WindowSpec, top_k: usize, offset: i64) -> Self {
+        PartitionState {
+            windows: PartitionWindows::new(spec, top_k),
+            next: offset,
+            replayed_until: offset,
+            awaiting_seek: false,
+        }
+    }
+}
+
+pub struct Engine {
+    streams: Vec<Stream>,
+    extractor: Arc<Extractor>,
+    scratch: Scratch,
+    spec: WindowSpec,
+    top_k: usize,
+    max_message_bytes: usize,
+    settings: u64,
+    partitions: HashMap<(StreamId, i32), PartitionState>,
+}
+
+impl Engine {
+    pub fn new(config: &Config, extractor: Arc<Extractor>) -> Engine {
+        let streams = config
+            .enabled_streams()
+            .map(|(name, s)| Stream {
+                name: name.clone(),
+                topic: s.topic.clone(),
+                group_by: s.group_by.clone(),
+            })
+            .collect();
+        Engine {
+            streams,
+            extractor,
+            scratch: Scratch::default(),
+            spec: WindowSpec {
+                width: config.width_ms(),
+                slide: config.slide_ms(),
+                out_of_orderness: config.out_of_orderness_ms(),
+            },
+            top_k: config.output.top_k,
+            max_message_bytes: config.input.max_message_bytes,
+            settings: settings_fingerprint(config),
+            partitions: HashMap::new(),
+        }
+    }
+
+    pub fn streams(&self) -> &[Stream] {
+        &self.streams
+    }
+
+    fn stream_of(&self, topic: &str) -> Option<StreamId> {
+        self.streams
+            .iter()
+            .position(|s| s.topic == topic)
+            .map(|i| i as StreamId)
+    }
+
+    /// Whether the partition's windows are here (else [`Engine::restore`] it first).
+    pub fn holds(&self, topic: &str, partition: i32) -> bool {
+        self.stream_of(topic)
+            .is_some_and(|s| self.partitions.contains_key(&(s, partition)))
+    }
+
+    /// Takes up a partition from its checkpoint, or afresh from `fresh_start` (the group's
+    /// committed offset, or where the log starts) when it has none. `first_offset` is the first
+    /// record the consumer delivered. Returns the offset the consumer must seek to, if
+    /// processing has to start before `first_offset`.
+    pub fn restore(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        checkpoint: Option<Checkpoint>,
+        fresh_start: i64,
+        first_offset: i64,
+    ) -> Option<i64> {
+        let stream = self.stream_of(topic)?;
+        let mut state = match checkpoint.filter(|c| c.settings == self.settings) {
+            Some(c) => PartitionState {
+                windows: PartitionWindows::resume(self.spec, self.top_k, c.watermark),
+                next: c.resume,
+                replayed_until: c.next,
+                awaiting_seek: false,
+            },
+            None => PartitionState::fresh(self.spec, self.top_k, fresh_start),
+        };
+        state.awaiting_seek = first_offset > state.next;
+        let seek = state.awaiting_seek.then_some(state.next);
+        self.partitions.insert((stream, partition), state);
+        seek
+    }
+
+    /// Processes a batch of records in order.
+    pub fn process(&mut self, batch: &[Input<'_>]) -> BatchOutput {
+        let mut out = BatchOutput::default();
+        for (index, input) in batch.iter().enumerate() {
+            self.process_one(index, input, &mut out);
+        }
+        for state in self.partitions.values_mut() {
+            // Seeks are made between batches: the next batch starts where they point.
+            state.awaiting_seek = false;
+        }
+        out.counts.windows_closed = out.closed.len() as u64;
+        out
+    }
+
+    fn process_one(&mut self, index: usize, input: &Input<'_>, out: &mut BatchOutput) {
+        let Some(stream) = self.stream_of(input.topic) else {
+            return;
+        };
+        // A partition the caller did not take up starts afresh at its first record.
+        let (spec, top_k) = (self.spec, self.top_k);
+        let state = self
+            .partitions
+            .entry((stream, input.partition))
+            .or_insert_with(|| PartitionState::fresh(spec, top_k, input.offset));
+        if state.awaiting_seek || input.offset < state.next {
+            return;
+        }
+        state.next = input.offset + 1;
+        out.counts.records += 1;
+        let replay = input.offset < state.replayed_until;
+        if replay {
+            out.counts.replayed += 1;
+        }
+
+        let group_by = &self.streams[usize::from(stream)].group_by;
+        let record = match decode(
+            input.payload,
+            group_by,
+            input.timestamp,
+            self.max_message_bytes,
+        ) {
+            Ok(record) => record,
+            Err(err) => {
+                if !replay {
+                    out.counts.dead_letters += 1;
+                    out.dead.push((index, err));
+                }
+                return;
+            }
+        };
+        let (extractor, scratch) = (&self.extractor, &mut self.scratch);
+        let placement = state.windows.record(
+            stream,
+            &record.group,
+            record.event_time,
+            input.offset,
+            |counts| extractor.extract(&record.text, scratch, |c, item| counts.add(c, item)),
+            &mut out.closed,
+        );
+        match placement {
+            Placement::OnTime => {}
+            Placement::PartlyLate => out.counts.late_partly += 1,
+            Placement::Dropped => out.counts.late_dropped += 1,
+        }
+    }
+
+    /// Where the partition can be continued from now; `None` while it is still replaying
+    /// (the stored checkpoint is then still the right one).
+    pub fn checkpoint(&self, topic: &str, partition: i32) -> Option<Checkpoint> {
+        let state = self.partitions.get(&(self.stream_of(topic)?, partition))?;
+        if state.next < state.replayed_until {
+            return None;
+        }
+        let resume = state.windows.resume_offset().unwrap_or(state.next);
+        Some(Checkpoint {
+            resume: resume.min(state.next),
+            next: state.next,
+            watermark: state.windows.watermark_state(),
+            settings: self.settings,
+        })
+    }
+
+    /// The partition is no longer ours: free its windows (its checkpoint lives on elsewhere).
+    pub fn forget(&mut self, topic: &str, partition: i32) {
+        if let Some(stream) = self.stream_of(topic) {
+            self.partitions.remove(&(stream, partition));
+        }
+    }
+
+    /// Partitions whose windows are here.
+    pub fn partitions_held(&self) -> usize {
+        self.partitions.len()
+    }
+
+    /// Whether some partition is still being replayed to rebuild its windows.
+    pub fn replaying(&self) -> bool {
+        self.partitions
+            .values()
+            .any(|p| p.awaiting_seek || p.next < p.replayed_until)
+    }
+
+    /// Groups with open windows, over all partitions.
+    pub fn open_groups(&self) -> usize {
+        self.partitions
+            .values()
+            .map(|p| p.windows.open_groups())
+            .sum()
+    }
+}
+
+/// FNV-1a over everything that changes what windows hold.
+fn settings_fingerprint(config: &Config) -> u64 {
+    let e = &config.extract;
+    let text = format!(
+        "{}|{}|{}|{}|{}|{}|{:?}|{:?}|{:?}",
+        config.width_ms(),
+        config.slide_ms(),
+        config.out_of_orderness_ms(),
+        config.output.top_k,
+        e.min_term_chars,
+        e.max_term_chars,
+        e.stop_words_file,
+        e.watch_keywords,
+        config
+            .enabled_streams()
+            .map(|(n, s)| (n, &s.topic, &s.group_by))
+            .collect::<Vec<_>>(),
+    );
+    fnv1a(text.as_bytes())
+}
+
+/// The 64-bit FNV-1a hash: small, stable across builds and platforms.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::extract::ExtractOptions;
+
+    fn engine() -> Engine {
+        let config = Config::from_toml(
+            "[window]\nwidth = \"20s\"\nslide = \"10s\"\nout_of_orderness = \"0s\"",
+        )
+        .unwrap();
+        Engine::new(
+            &config,
+            Arc::new(Extractor::new(&ExtractOptions::default())),
+        )
+    }
+
+    fn danmu(offset: i64, ts: i64, text: &str) -> (i64, String) {
+        (
+            offset,
+            format!(r#"{{"room_id":"r1","ts":{ts},"text":"{text}"}}"#),
+        )
+    }
+
+    fn run(engine: &mut Engine, records: &[(i64, String)]) -> BatchOutput {
+        let inputs: Vec<Input<'_>> = records
+            .iter()
+            .map(|(offset, json)| Input {
+                topic: "danmu",
+                partition: 0,
+                offset: *offset,
+                payload: Some(json.as_bytes()),
+                timestamp: None,
+            })
+            .collect();
+        engine.process(&inputs)
+    }
+
+    #[test]
+    fn bad_records_become_dead_letters_and_the_rest_goes_on() {
+        let mut e = engine();
+        let out = run(
+            &mut e,
+            &[
+                (0, "{".into()),
+                danmu(1, 1_000, "主播"),
+                danmu(2, 30_000, ""),
+            ],
+        );
+        assert_eq!(out.dead.len(), 1);
+        assert_eq!(out.dead[0].0, 0);
+        assert_eq!(out.dead[0].1.kind(), "not_json");
+        assert_eq!(out.closed.len(), 2);
+        assert_eq!(out.closed[0].top[0], vec![("主播".to_owned(), 1)]);
+    }
+
+    /// Records of one partition: realistic texts, event times that mostly advance with some
+    /// disorder and some very late, a few bad records.
+    fn partition_log(n: usize, seed: u64) -> Vec<(i64, String)> {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+        let mut traffic = crate::generate::TrafficGen::new(seed, 8);
+        (0..n as i64)
+            .map(|offset| {
+                let ts = 1_000_000 + offset * 97
+                    - rng.random_range(0..3_000)
+                    - if rng.random_bool(0.02) { 40_000 } else { 0 };
+                let value = if rng.random_bool(0.01) {
+                    "{broken".to_owned()
+                } else {
+                    traffic.danmu(ts).1
+                };
+                (offset, value)
+            })
+            .collect()
+    }
+
+    fn feed(engine: &mut Engine, log: &[(i64, String)]) -> BatchOutput {
+        run(engine, log)
+    }
+
+    type WindowId = (StreamId, String, i64);
+
+    fn by_window(closed: &[ClosedWindow]) -> std::collections::BTreeMap<WindowId, ClosedWindow> {
+        let mut out = std::collections::BTreeMap::new();
+        for w in closed {
+            let id = (w.stream, w.group.to_string(), w.window_start);
+            if let Some(before) = out.insert(id, w.clone()) {
+                assert_eq!(before, *w, "a window emitted twice must be identical");
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_partition_continued_from_its_checkpoint_gives_the_results_of_one_run() {
+        let log = partition_log(3_000, 7);
+        let mut whole = engine();
+        let expected = feed(&mut whole, &log);
+        let expected_dead: Vec<usize> = expected.dead.iter().map(|(i, _)| *i).collect();
+        assert!(expected.closed.len() > 100, "the log closes many windows");
+
+        for (checkpoint_at, crash_at) in [
+            (0, 0),
+            (500, 500),
+            (500, 1_700),
+            (1_234, 1_300),
+            (2_999, 3_000),
+        ] {
+            // The first owner processes up to the crash, checkpointing at one batch boundary.
+            let mut first = engine();
+            let head = feed(&mut first, &log[..checkpoint_at]);
+            let checkpoint = first.checkpoint("danmu", 0);
+            let mut emitted = head.closed;
+            let mut dead: Vec<usize> = head.dead.iter().map(|(i, _)| *i).collect();
+            let after = feed(&mut first, &log[checkpoint_at..crash_at]);
+            emitted.extend(after.closed);
+            dead.extend(after.dead.iter().map(|(i, _)| i + checkpoint_at));
+
+            // The next owner starts where the consumer group committed, the checkpoint's `next`.
+            let mut next = engine();
+            let committed = checkpoint.map_or(0, |c| c.next);
+            let seek = next.restore("danmu", 0, checkpoint, committed, committed);
+            let from = seek.unwrap_or(committed) as usize;
+            assert!(from <= committed as usize);
+            if seek.is_some() {
+                // The batch in hand is ignored until the consumer has sought back.
+                let in_hand = feed(&mut next, &log[committed as usize..]);
+                assert!(in_hand.closed.is_empty() && in_hand.dead.is_empty());
+            }
+            // In batches, as the consumer delivers them: a checkpoint never goes back.
+            for (n, batch) in log[from..].chunks(100).enumerate() {
+                let rest = feed(&mut next, batch);
+                emitted.extend(rest.closed);
+                dead.extend(rest.dead.iter().map(|(i, _)| i + from + n * 100));
+                if let Some(now) = next.checkpoint("danmu", 0) {
+                    assert!(now.next >= committed && now.resume >= from as i64);
+                }
+            }
+            dead.sort_unstable();
+            dead.dedup();
+
+            let (got, want) = (by_window(&emitted), by_window(&expected.closed));
+            let differing: Vec<&WindowId> = want
+                .iter()
+                .filter(|(id, w)| got.get(*id) != Some(*w))
+                .map(|(id, _)| id)
+                .chain(got.keys().filter(|id| !want.contains_key(*id)))
+                .collect();
+            assert!(
+                differing.is_empty(),
+                "checkpoint at {checkpoint_at}, crash at {crash_at}: {} windows differ, first {:?}",
+                differing.len(),
+                differing.first()
+            );
+            assert_eq!(
+                dead, expected_dead,
+                "dead letters, checkpoint at {checkpoint_at}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_made_under_other_settings_is_not_used() {
+        let mut e = engine();
+        run(&mut e, &[danmu(0, 1_000, "主播")]);
+        let mut checkpoint = e.checkpoint("danmu", 0).unwrap();
+        checkpoint.settings ^= 1;
+        let mut other = engine();
+        assert_eq!(other.restore("danmu", 0, Some(checkpoint), 1, 1), None);
+        let out = run(&mut other, &[danmu(1, 30_000, "")]);
+        assert!(out.closed.is_empty(), "fresh windows: nothing to close");
+    }
+}

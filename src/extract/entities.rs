@@ -1,0 +1,145 @@
+//! Entities found by one regular expression over normalised text: URLs (counted by host),
+//! e-mail addresses, Weibo topics `#话题#`, hashtags `#tag` and `@mentions`.
+//!
+//! The alternatives are tried left to right at each position, so an e-mail address is never
+//! mistaken for a mention, and `#topic#` wins over `#tag`.
+
+use regex::Regex;
+
+use super::Category;
+
+/// One entity: its category, the item to count, and the byte range it covers in the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entity<'t> {
+    pub category: Category,
+    pub item: &'t str,
+    pub start: usize,
+    pub end: usize,
+}
+
+pub struct EntityFinder {
+    regex: Regex,
+}
+
+/// The alternatives in priority order: URL, e-mail, `#topic#`, `#tag`, `@mention`.
+const PATTERN: &str = r"(?x)
+    https?://[a-z0-9\-._~:/?\#\[\]@!$&'()*+,;=%]+
+  | [a-z0-9._%+\-]+ @ [a-z0-9\-]+ (?:\.[a-z0-9\-]+)* \.[a-z]{2,}
+  | \# [^\#\s]{1,64} \#
+  | \# [\p{L}\p{N}_]{1,64}
+  | @ [\p{L}\p{N}_\-]{1,30}
+";
+
+impl Default for EntityFinder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl EntityFinder {
+    pub fn new() -> Self {
+        EntityFinder {
+            regex: Regex::new(PATTERN).expect("entity pattern compiles"),
+        }
+    }
+
+    /// Calls `found` for each entity in `text`, which must be normalised (lower-case ASCII).
+    pub fn find<'t>(&self, text: &'t str, mut found: impl FnMut(Entity<'t>)) {
+        // Every entity holds '#', '@' or "://"; most danmu hold none of them.
+        if !text.bytes().any(|b| matches!(b, b'#' | b'@' | b':')) {
+            return;
+        }
+        // Whole matches only (the fast path of the regex engine); which alternative matched is
+        // plain from the first and last characters.
+        for m in self.regex.find_iter(text) {
+            let s = m.as_str();
+            let (category, item, end) = if s.starts_with("http://") || s.starts_with("https://") {
+                let url = s.trim_end_matches(['.', ',', ';', ':', '!', '?', ')', '\'']);
+                match url_host(url) {
+                    Some(host) => (Category::Url, host, m.start() + url.len()),
+                    None => continue,
+                }
+            } else if let Some(tag) = s.strip_prefix('#') {
+                // `#topic#` or `#tag`: a tag never ends with '#'.
+                (
+                    Category::Hashtag,
+                    tag.strip_suffix('#').unwrap_or(tag),
+                    m.end(),
+                )
+            } else if let Some(name) = s.strip_prefix('@') {
+                (Category::Mention, name, m.end())
+            } else {
+                (Category::Email, s, m.end())
+            };
+            found(Entity {
+                category,
+                item,
+                start: m.start(),
+                end,
+            });
+        }
+    }
+}
+
+/// The host of an `http(s)://` URL, without user info, port or a leading `www.`.
+fn url_host(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = host_port.split(':').next()?;
+    let host = host.strip_prefix("www.").unwrap_or(host);
+    (!host.is_empty() && host.contains('.')).then_some(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn find(text: &str) -> Vec<(Category, &str)> {
+        let mut out = Vec::new();
+        EntityFinder::new().find(text, |e| out.push((e.category, e.item)));
+        out
+    }
+
+    #[test]
+    fn url_is_counted_by_host() {
+        assert_eq!(
+            find("看这个https://www.bilibili.com/video/bv1?t=3好看"),
+            vec![(Category::Url, "bilibili.com")]
+        );
+        assert_eq!(
+            find("(http://a.b.cn:8080/x)."),
+            vec![(Category::Url, "a.b.cn")]
+        );
+        assert_eq!(find("http://localhost/"), vec![]);
+    }
+
+    #[test]
+    fn email_is_not_a_mention() {
+        assert_eq!(
+            find("联系 ab.c@mail.qq.com 或 @小明"),
+            vec![
+                (Category::Email, "ab.c@mail.qq.com"),
+                (Category::Mention, "小明")
+            ]
+        );
+    }
+
+    #[test]
+    fn weibo_topic_and_hashtag() {
+        assert_eq!(
+            find("#王者荣耀# 好玩 #rust2024 ##"),
+            vec![
+                (Category::Hashtag, "王者荣耀"),
+                (Category::Hashtag, "rust2024")
+            ]
+        );
+    }
+
+    #[test]
+    fn entity_spans_cover_the_marks() {
+        let mut spans = Vec::new();
+        EntityFinder::new().find("a #b# @c", |e| spans.push((e.start, e.end)));
+        assert_eq!(spans, vec![(2, 5), (6, 8)]);
+    }
+}

@@ -1,0 +1,246 @@
+//! Extract: from one message's text, the items to count — terms (Chinese word segmentation
+//! with stop words and filters), hashtags, mentions, URL hosts, e-mail addresses and watched
+//! keywords. Compiled once into an [`Extractor`]; pure functions of the text, no I/O.
+//!
+//! Each item counts once per message: a window's count of an item is the number of its
+//! messages that contain the item.
+
+mod entities;
+mod normalise;
+
+use std::collections::HashSet;
+
+use aho_corasick::{AhoCorasick, MatchKind};
+use jieba_rs::Jieba;
+use serde::Serialize;
+
+pub use entities::{Entity, EntityFinder};
+pub use normalise::{normalise, normalise_into};
+
+/// What kind of item was extracted. The order is the order of the lists in output records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    Term,
+    Hashtag,
+    Mention,
+    Url,
+    Email,
+    Keyword,
+}
+
+impl Category {
+    pub const ALL: [Category; 6] = [
+        Category::Term,
+        Category::Hashtag,
+        Category::Mention,
+        Category::Url,
+        Category::Email,
+        Category::Keyword,
+    ];
+
+    /// Index into per-category arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The built-in stop words, one per line.
+const STOP_WORDS: &str = include_str!("stopwords.txt");
+
+/// Settings of an [`Extractor`].
+#[derive(Debug, Clone)]
+pub struct ExtractOptions {
+    pub min_term_chars: usize,
+    pub max_term_chars: usize,
+    pub extra_stop_words: Vec<String>,
+    pub watch_keywords: Vec<String>,
+}
+
+impl Default for ExtractOptions {
+    fn default() -> Self {
+        ExtractOptions {
+            min_term_chars: 2,
+            max_term_chars: 32,
+            extra_stop_words: Vec::new(),
+            watch_keywords: Vec::new(),
+        }
+    }
+}
+
+/// Reusable buffers, one per worker, so that extraction allocates little per message.
+#[derive(Default)]
+pub struct Scratch {
+    normalised: String,
+    term_text: String,
+}
+
+pub struct Extractor {
+    jieba: Jieba,
+    entities: EntityFinder,
+    stop_words: HashSet<String>,
+    keywords: Option<(AhoCorasick, Vec<String>)>,
+    min_term_chars: usize,
+    max_term_chars: usize,
+}
+
+impl Extractor {
+    pub fn new(options: &ExtractOptions) -> Extractor {
+        let stop_words = STOP_WORDS
+            .lines()
+            .chain(options.extra_stop_words.iter().map(String::as_str))
+            .map(str::trim)
+            .filter(|w| !w.is_empty() && !w.starts_with("# "))
+            .map(normalise)
+            .collect();
+        let keywords: Vec<String> = options
+            .watch_keywords
+            .iter()
+            .map(|k| normalise(k.trim()))
+            .collect();
+        let keywords = (!keywords.is_empty()).then(|| {
+            let ac = AhoCorasick::builder()
+                .match_kind(MatchKind::LeftmostLongest)
+                .build(&keywords)
+                .expect("keywords compile");
+            (ac, keywords)
+        });
+        Extractor {
+            jieba: Jieba::new(),
+            entities: EntityFinder::new(),
+            stop_words,
+            keywords,
+            min_term_chars: options.min_term_chars,
+            max_term_chars: options.max_term_chars,
+        }
+    }
+
+    /// Calls `emit` once for each distinct (category, item) in `text`.
+    pub fn extract(&self, text: &str, scratch: &mut Scratch, mut emit: impl FnMut(Category, &str)) {
+        let Scratch {
+            normalised,
+            term_text,
+        } = scratch;
+        normalise_into(text, normalised);
+        let normalised = normalised.as_str();
+
+        // Entities; URLs, e-mails and mentions are cut out of the text that is segmented.
+        let mut items: Vec<(Category, &str)> = Vec::new();
+        term_text.clear();
+        let mut copied = 0;
+        self.entities.find(normalised, |e| {
+            items.push((e.category, e.item));
+            if e.category != Category::Hashtag {
+                term_text.push_str(&normalised[copied..e.start]);
+                term_text.push(' ');
+                copied = e.end;
+            }
+        });
+        term_text.push_str(&normalised[copied..]);
+
+        if let Some((ac, keywords)) = &self.keywords {
+            for m in ac.find_iter(normalised) {
+                items.push((Category::Keyword, &keywords[m.pattern().as_usize()]));
+            }
+        }
+
+        for token in self.jieba.cut(term_text, true) {
+            let token = token.word.trim();
+            if self.is_term(token) {
+                items.push((Category::Term, token));
+            }
+        }
+
+        items.sort_unstable();
+        items.dedup();
+        for (category, item) in items {
+            emit(category, item);
+        }
+    }
+
+    fn is_term(&self, token: &str) -> bool {
+        let chars = token.chars().count();
+        chars >= self.min_term_chars
+            && chars <= self.max_term_chars
+            && token.chars().any(char::is_alphabetic)
+            && !self.stop_words.contains(token)
+    }
+
+    /// Every item of `text`, grouped by category and sorted; for tests and tools.
+    pub fn extract_all(&self, text: &str) -> [Vec<String>; 6] {
+        let mut out: [Vec<String>; 6] = Default::default();
+        self.extract(text, &mut Scratch::default(), |c, item| {
+            out[c.index()].push(item.to_owned())
+        });
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_words_digits_and_single_characters_are_not_terms() {
+        let ex = Extractor::new(&ExtractOptions::default());
+        let [terms, ..] = ex.extract_all("我的天 666 2333 !!! 主播");
+        assert_eq!(terms, vec!["主播".to_owned()]);
+    }
+
+    #[test]
+    fn each_item_counts_once_per_message() {
+        let ex = Extractor::new(&ExtractOptions::default());
+        let mut seen = Vec::new();
+        ex.extract("主播 主播 主播", &mut Scratch::default(), |c, i| {
+            seen.push((c, i.to_owned()))
+        });
+        assert_eq!(seen, vec![(Category::Term, "主播".to_owned())]);
+    }
+
+    #[derive(serde::Deserialize)]
+    struct Cases {
+        case: Vec<Case>,
+    }
+
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Case {
+        name: String,
+        text: String,
+        #[serde(default)]
+        terms: Vec<String>,
+        #[serde(default)]
+        hashtags: Vec<String>,
+        #[serde(default)]
+        mentions: Vec<String>,
+        #[serde(default)]
+        urls: Vec<String>,
+        #[serde(default)]
+        emails: Vec<String>,
+    }
+
+    #[test]
+    fn cases_from_the_data_file() {
+        let cases: Cases = toml::from_str(include_str!("../../tests/data/extract.toml")).unwrap();
+        let ex = Extractor::new(&ExtractOptions::default());
+        for case in cases.case {
+            let [terms, hashtags, mentions, urls, emails, keywords] = ex.extract_all(&case.text);
+            assert_eq!(terms, case.terms, "terms of {:?}", case.name);
+            assert_eq!(hashtags, case.hashtags, "hashtags of {:?}", case.name);
+            assert_eq!(mentions, case.mentions, "mentions of {:?}", case.name);
+            assert_eq!(urls, case.urls, "urls of {:?}", case.name);
+            assert_eq!(emails, case.emails, "emails of {:?}", case.name);
+            assert!(keywords.is_empty());
+        }
+    }
+
+    #[test]
+    fn watched_keywords_match_after_normalisation() {
+        let ex = Extractor::new(&ExtractOptions {
+            watch_keywords: vec!["IPhone".into(), "退款".into()],
+            ..ExtractOptions::default()
+        });
+        let out = ex.extract_all("ＩＰＨＯＮＥ太贵了，要退款");
+        assert_eq!(out[Category::Keyword.index()], vec!["iphone", "退款"]);
+    }
+}

@@ -1,0 +1,271 @@
+//! Generate: realistic sample traffic for both input topics — danmu (bullet comments keyed by
+//! room) and text posts (keyed by source) — for the demo, the tests and the benchmarks.
+//!
+//! [`TrafficGen`] is pure and deterministic (a seeded [`SmallRng`], no I/O); [`generate`]
+//! sends its records to Kafka at a given rate.
+
+mod traffic;
+
+pub use traffic::TrafficGen;
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use governor::{Quota, RateLimiter};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::ClientConfig;
+use tracing::{info, warn};
+
+/// Delivery futures kept before the oldest is awaited.
+const MAX_IN_FLIGHT: usize = 50_000;
+/// Records per shutdown check when there is no rate limit.
+const UNLIMITED_CHUNK: u32 = 1024;
+const LOG_EVERY: Duration = Duration::from_secs(5);
+
+/// Where the event time (`ts`) of generated records comes from.
+#[derive(Debug, Clone)]
+pub enum EventTime {
+    /// Wall clock at send time.
+    Now,
+    /// `start_ms`, then `+ step_ms` per record (deterministic).
+    Fixed { start_ms: i64, step_ms: i64 },
+}
+
+/// What [`generate`] sends, where and how fast.
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    pub brokers: String,
+    pub danmu_topic: String,
+    pub text_topic: String,
+    /// Records per second in total; 0 = as fast as possible.
+    pub rate: u32,
+    /// Records in total; 0 = until shutdown.
+    pub count: u64,
+    pub rooms: u32,
+    /// Share of records that are posts (0.0..=1.0), the rest danmu.
+    pub text_share: f64,
+    /// One bad record (to the danmu topic) every N records; 0 = none.
+    pub bad_every: u64,
+    pub seed: u64,
+    pub event_time: EventTime,
+    /// Extra librdkafka producer properties.
+    pub producer: Vec<(String, String)>,
+}
+
+/// Records delivered by [`generate`], by kind.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct GenerateReport {
+    pub danmu: u64,
+    pub posts: u64,
+    pub bad: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    #[error("cannot create producer: {0}")]
+    CreateProducer(rdkafka::error::KafkaError),
+    #[error("cannot deliver to {topic}: {source}")]
+    Deliver {
+        topic: String,
+        source: rdkafka::error::KafkaError,
+    },
+}
+
+/// Delivery futures in send order, each with its topic.
+type InFlight<'a> = VecDeque<(&'a str, DeliveryFuture)>;
+
+/// Sends generated records until `opts.count` are sent or `shutdown` completes, then waits for
+/// every outstanding delivery. The report counts sent records, all of them delivered.
+pub async fn generate(
+    opts: &GenerateOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<GenerateReport, GenerateError> {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &opts.brokers)
+        .set("linger.ms", "5")
+        .set("compression.type", "lz4")
+        .set("queue.buffering.max.messages", "200000");
+    for (key, value) in &opts.producer {
+        config.set(key, value);
+    }
+    let producer: FutureProducer = config.create().map_err(GenerateError::CreateProducer)?;
+
+    let chunk = if opts.rate == 0 {
+        UNLIMITED_CHUNK
+    } else {
+        (opts.rate / 100).max(1)
+    };
+    let burst = NonZeroU32::new(chunk).expect("chunk is at least 1");
+    let limiter = NonZeroU32::new(opts.rate)
+        .map(|rate| RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)));
+    let mut traffic = TrafficGen::new(opts.seed, opts.rooms);
+    let mut mix = SmallRng::seed_from_u64(opts.seed ^ 0x9E37_79B9_7F4A_7C15);
+    let mut in_flight: InFlight<'_> = VecDeque::with_capacity(MAX_IN_FLIGHT);
+    let mut report = GenerateReport::default();
+    let mut sent: u64 = 0;
+    let mut last_log = Instant::now();
+    let mut shutdown = std::pin::pin!(shutdown);
+
+    loop {
+        let n = match opts.count {
+            0 => chunk,
+            count if sent >= count => break,
+            count => u32::try_from(count - sent).map_or(chunk, |left| left.min(chunk)),
+        };
+        let stop = match &limiter {
+            Some(limiter) => {
+                let permits = NonZeroU32::new(n).expect("n is at least 1");
+                tokio::select! {
+                    biased;
+                    () = &mut shutdown => true,
+                    ready = limiter.until_n_ready(permits) => {
+                        debug_assert!(ready.is_ok(), "n never exceeds the burst");
+                        false
+                    }
+                }
+            }
+            None => tokio::select! {
+                biased;
+                () = &mut shutdown => true,
+                () = tokio::task::yield_now() => false,
+            },
+        };
+        if stop {
+            break;
+        }
+        for _ in 0..n {
+            let ts = match opts.event_time {
+                EventTime::Now => now_ms(),
+                EventTime::Fixed { start_ms, step_ms } => {
+                    let index = i64::try_from(sent).unwrap_or(i64::MAX);
+                    start_ms.saturating_add(step_ms.saturating_mul(index))
+                }
+            };
+            sent += 1;
+            let (topic, key, value, counter) =
+                if opts.bad_every > 0 && sent.is_multiple_of(opts.bad_every) {
+                    let (key, value) = traffic.bad();
+                    (&opts.danmu_topic, key, value, &mut report.bad)
+                } else if mix.random::<f64>() < opts.text_share {
+                    let (key, value) = traffic.post(ts);
+                    (&opts.text_topic, key, value.into_bytes(), &mut report.posts)
+                } else {
+                    let (key, value) = traffic.danmu(ts);
+                    (
+                        &opts.danmu_topic,
+                        key,
+                        value.into_bytes(),
+                        &mut report.danmu,
+                    )
+                };
+            send(&producer, &mut in_flight, topic, &key, &value).await?;
+            *counter += 1;
+        }
+        if last_log.elapsed() >= LOG_EVERY {
+            let (danmu, posts, bad) = (report.danmu, report.posts, report.bad);
+            info!(
+                danmu,
+                posts,
+                bad,
+                in_flight = in_flight.len(),
+                "Generated records."
+            );
+            last_log = Instant::now();
+        }
+    }
+
+    while settle_oldest(&mut in_flight).await? {}
+    if let Err(error) = producer.flush(Duration::from_secs(10)) {
+        warn!(%error, "Producer flush failed after all deliveries were confirmed.");
+    }
+    let (danmu, posts, bad) = (report.danmu, report.posts, report.bad);
+    info!(danmu, posts, bad, "Generation finished.");
+    Ok(report)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Enqueues one record, waiting for old deliveries while the window or librdkafka's queue is
+/// full.
+async fn send<'a>(
+    producer: &FutureProducer,
+    in_flight: &mut InFlight<'a>,
+    topic: &'a str,
+    key: &str,
+    payload: &[u8],
+) -> Result<(), GenerateError> {
+    if in_flight.len() >= MAX_IN_FLIGHT {
+        settle_oldest(in_flight).await?;
+    }
+    let mut record = FutureRecord::to(topic).key(key).payload(payload);
+    loop {
+        match producer.send_result(record) {
+            Ok(delivery) => {
+                in_flight.push_back((topic, delivery));
+                return Ok(());
+            }
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                if !settle_oldest(in_flight).await? {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+            Err((source, _)) => {
+                let topic = topic.to_owned();
+                return Err(GenerateError::Deliver { topic, source });
+            }
+        }
+    }
+}
+
+/// Awaits the oldest outstanding delivery; false when there is none.
+async fn settle_oldest(in_flight: &mut InFlight<'_>) -> Result<bool, GenerateError> {
+    let Some((topic, delivery)) = in_flight.pop_front() else {
+        return Ok(false);
+    };
+    match delivery.await {
+        Ok(Ok(_)) => Ok(true),
+        Ok(Err((source, _))) => Err(GenerateError::Deliver {
+            topic: topic.to_owned(),
+            source,
+        }),
+        Err(_canceled) => Err(GenerateError::Deliver {
+            topic: topic.to_owned(),
+            source: KafkaError::Canceled,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generate_is_send() {
+        fn assert_send<T: Send>(_: &T) {}
+        let opts = GenerateOptions {
+            brokers: "localhost:9092".to_owned(),
+            danmu_topic: "danmu".to_owned(),
+            text_topic: "posts".to_owned(),
+            rate: 0,
+            count: 1,
+            rooms: 1,
+            text_share: 0.5,
+            bad_every: 0,
+            seed: 0,
+            event_time: EventTime::Now,
+            producer: Vec::new(),
+        };
+        assert_send(&generate(&opts, async {}));
+    }
+}

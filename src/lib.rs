@@ -1,0 +1,28 @@
+//! trendstream: real-time hot words from Kafka.
+//!
+//! # Layout
+//!
+//! One module per stage, in the order data flows:
+//!
+//! - [`config`]: the defaults, a TOML file and `TRENDSTREAM_*` variables, validated once.
+//! - [`run`]: the consumer loop — poll a batch, process it, write it, commit it.
+//! - [`decode`]: a record's JSON value into group key, event time and text, or why not.
+//! - [`extract`]: terms, hashtags, mentions, URL hosts, e-mails and watched keywords of a text.
+//! - [`window`]: event-time sliding windows per (stream, group) of one partition.
+//! - [`engine`]: decode → extract → window for a batch over every partition held.
+//! - [`sink`]: Redis leaderboards, window records and dead letters, each with a flush barrier.
+//!
+//! Beside the pipeline: [`observe`] serves metrics and readiness, [`generate`] makes sample
+//! traffic and [`watch`] prints leaderboards.
+//! `decode`, `extract`, `window` and `engine` are pure: values in, values out, no I/O.
+
+pub mod config;
+pub mod decode;
+pub mod engine;
+pub mod extract;
+pub mod generate;
+pub mod observe;
+pub mod run;
+pub mod sink;
+pub mod watch;
+pub mod window;

@@ -1,0 +1,216 @@
+//! The `trendstream` command: `run`, `check-config`, `generate` and `watch`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use trendstream::config::{Config, LogFormat};
+use trendstream::generate::{generate, EventTime, GenerateOptions};
+use trendstream::watch::{watch, WatchOptions};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Real-time hot words from Kafka into Redis and Kafka."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Consume the input topics and publish hot words until SIGINT/SIGTERM.
+    Run {
+        /// Configuration file laid over the built-in defaults.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Log as JSON lines (overrides log.format).
+        #[arg(long)]
+        json_logs: bool,
+    },
+    /// Validate the configuration and print the effective result.
+    CheckConfig {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Produce realistic sample traffic to the input topics.
+    Generate {
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        brokers: String,
+        #[arg(long, default_value = "danmu")]
+        danmu_topic: String,
+        #[arg(long, default_value = "text")]
+        text_topic: String,
+        /// Records per second in total (0: as fast as possible).
+        #[arg(long, default_value_t = 1000)]
+        rate: u32,
+        /// Records in total (0: until interrupted).
+        #[arg(long, default_value_t = 0)]
+        count: u64,
+        /// Number of live rooms.
+        #[arg(long, default_value_t = 50)]
+        rooms: u32,
+        /// Share of records that are text posts.
+        #[arg(long, default_value_t = 0.1)]
+        text_share: f64,
+        /// One malformed record every N records (0: none).
+        #[arg(long, default_value_t = 0)]
+        bad_every: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Event time of the first record in epoch ms (default: the wall clock at send time).
+        #[arg(long)]
+        start_ms: Option<i64>,
+        /// Event-time step between records with --start-ms.
+        #[arg(long, default_value_t = 1)]
+        step_ms: i64,
+    },
+    /// Print the live leaderboards from Redis.
+    Watch {
+        #[arg(long, default_value = "redis://127.0.0.1:6379")]
+        redis: String,
+        #[arg(long, default_value = "")]
+        key_prefix: String,
+        #[arg(long, default_value = "danmu")]
+        stream: String,
+        /// Groups to show, busiest first.
+        #[arg(long, default_value_t = 5)]
+        groups: usize,
+        /// Terms per group.
+        #[arg(long, default_value_t = 8)]
+        terms: usize,
+        /// Seconds between refreshes.
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        interval: Duration,
+        /// Print once and exit.
+        #[arg(long)]
+        once: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    match real_main() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("trendstream: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    match cli.command {
+        Command::Run { config, json_logs } => {
+            let config = Config::load(config.as_deref())?;
+            let format = if json_logs {
+                LogFormat::Json
+            } else {
+                config.log.format
+            };
+            init_logs(&config.log.level, format);
+            runtime.block_on(trendstream::run::run(config, shutdown_signal()))?;
+        }
+        Command::CheckConfig { config } => {
+            let config = Config::load(config.as_deref())?;
+            config.extra_stop_words()?;
+            print!("{}", config.to_toml());
+        }
+        Command::Generate {
+            brokers,
+            danmu_topic,
+            text_topic,
+            rate,
+            count,
+            rooms,
+            text_share,
+            bad_every,
+            seed,
+            start_ms,
+            step_ms,
+        } => {
+            init_logs("info", LogFormat::Text);
+            anyhow::ensure!(
+                (0.0..=1.0).contains(&text_share),
+                "--text-share ({text_share}) must be between 0 and 1"
+            );
+            anyhow::ensure!(rooms > 0, "--rooms (0) must be at least 1");
+            let opts = GenerateOptions {
+                brokers,
+                danmu_topic,
+                text_topic,
+                rate,
+                count,
+                rooms,
+                text_share,
+                bad_every,
+                seed,
+                event_time: match start_ms {
+                    Some(start_ms) => EventTime::Fixed { start_ms, step_ms },
+                    None => EventTime::Now,
+                },
+                producer: Vec::new(),
+            };
+            let report = runtime.block_on(generate(&opts, shutdown_signal()))?;
+            println!(
+                "danmu={} posts={} bad={}",
+                report.danmu, report.posts, report.bad
+            );
+        }
+        Command::Watch {
+            redis,
+            key_prefix,
+            stream,
+            groups,
+            terms,
+            interval,
+            once,
+        } => {
+            let opts = WatchOptions {
+                redis_url: redis,
+                key_prefix,
+                stream,
+                groups,
+                terms,
+                once,
+                interval,
+            };
+            runtime.block_on(async {
+                tokio::select! {
+                    r = watch(&opts) => r,
+                    () = shutdown_signal() => Ok(()),
+                }
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn init_logs(level: &str, format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

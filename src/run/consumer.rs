@@ -1,0 +1,300 @@
+//! The Kafka side of the loop: the consumer and its rebalance callbacks, batches, taking up
+//! partitions from their checkpoints, and commits.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use super::{Kafka, RunError, METADATA_TIMEOUT};
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::sink::redis::RedisSink;
+use crate::sink::with_retry;
+
+/// Revocations seen by the rebalance callback, for the loop to act on.
+#[derive(Default)]
+pub struct RebalanceContext {
+    revoked: Mutex<Vec<(String, i32)>>,
+}
+
+impl ClientContext for RebalanceContext {}
+
+impl ConsumerContext for RebalanceContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                let mut revoked = self.revoked.lock().expect("revoked list lock");
+                for elem in tpl.elements() {
+                    revoked.push((elem.topic().to_owned(), elem.partition()));
+                }
+                info!(partitions = tpl.count(), "Partitions revoked.");
+            }
+            Rebalance::Assign(tpl) => info!(partitions = tpl.count(), "Partitions assigned."),
+            Rebalance::Error(err) => warn!(error = %err, "Rebalance failed."),
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _: &TopicPartitionList) {
+        if let Err(err) = result {
+            warn!(error = %err, "Offset commit failed.");
+        }
+    }
+}
+
+pub(super) fn create_consumer(config: &Config) -> Result<Kafka, RunError> {
+    let k = &config.kafka;
+    let mut client = ClientConfig::new();
+    for (key, value) in &k.consumer {
+        client.set(key, value);
+    }
+    client
+        .set("bootstrap.servers", &k.brokers)
+        .set("group.id", &k.group_id)
+        .set("client.id", &k.client_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false");
+    client
+        .create_with_context(RebalanceContext::default())
+        .map_err(RunError::CreateConsumer)
+}
+
+/// Every topic trendstream reads or writes must exist before it starts. Returns the number of
+/// partitions of the output topic.
+pub(super) async fn check_topics(consumer: &Arc<Kafka>, config: &Config) -> Result<i32, RunError> {
+    let c = Arc::clone(consumer);
+    let metadata = tokio::task::spawn_blocking(move || c.fetch_metadata(None, METADATA_TIMEOUT))
+        .await
+        .expect("metadata task does not panic")
+        .map_err(|source| RunError::Metadata {
+            brokers: config.kafka.brokers.clone(),
+            source,
+        })?;
+    let exists = |topic: &str| {
+        metadata
+            .topics()
+            .iter()
+            .any(|t| t.name() == topic && t.error().is_none())
+    };
+    let mut wanted: Vec<(String, &str)> = config
+        .enabled_streams()
+        .map(|(name, s)| (format!("streams.{name}.topic"), s.topic.as_str()))
+        .collect();
+    wanted.push(("kafka.output_topic".into(), &config.kafka.output_topic));
+    wanted.push((
+        "kafka.dead_letter_topic".into(),
+        &config.kafka.dead_letter_topic,
+    ));
+    for (key, topic) in wanted {
+        if !exists(topic) {
+            return Err(RunError::MissingTopic {
+                key,
+                topic: topic.to_owned(),
+            });
+        }
+    }
+    let output = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == config.kafka.output_topic)
+        .map_or(1, |t| t.partitions().len() as i32);
+    Ok(output.max(1))
+}
+
+/// Receives records until the batch is full, `batch.max_wait` has passed since its first
+/// record, or shutdown is asked for (the `bool`).
+pub(super) async fn poll_batch<'c>(
+    consumer: &'c Kafka,
+    config: &Config,
+    mut shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> Result<(Vec<BorrowedMessage<'c>>, bool), RunError> {
+    let mut batch = Vec::new();
+    let mut deadline: Option<Instant> = None;
+    loop {
+        let until_deadline = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        let received = tokio::select! {
+            biased;
+            () = shutdown.as_mut() => return Ok((batch, true)),
+            () = until_deadline => return Ok((batch, false)),
+            received = consumer.recv() => received,
+        };
+        match received {
+            Ok(message) => {
+                deadline.get_or_insert_with(|| Instant::now() + config.batch.max_wait);
+                batch.push(message);
+                if batch.len() >= config.batch.max_records {
+                    return Ok((batch, false));
+                }
+            }
+            Err(err) if is_fatal(&err) => return Err(RunError::Consume(err)),
+            Err(err) => warn!(error = %err, "Consumer error."),
+        }
+    }
+}
+
+fn is_fatal(err: &KafkaError) -> bool {
+    err.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::Fatal)
+}
+
+/// Records of partitions revoked while the batch was collected belong to their next owner:
+/// they are neither processed nor committed here.
+pub(super) fn drop_revoked<'c>(
+    consumer: &'c Kafka,
+    engine: &mut Engine,
+    mut batch: Vec<BorrowedMessage<'c>>,
+) -> Vec<BorrowedMessage<'c>> {
+    let revoked = std::mem::take(
+        &mut *consumer
+            .context()
+            .revoked
+            .lock()
+            .expect("revoked list lock"),
+    );
+    if revoked.is_empty() {
+        return batch;
+    }
+    for (topic, partition) in &revoked {
+        engine.forget(topic, *partition);
+    }
+    let before = batch.len();
+    batch.retain(|m| {
+        !revoked
+            .iter()
+            .any(|(t, p)| t == m.topic() && *p == m.partition())
+    });
+    if batch.len() < before {
+        debug!(
+            dropped = before - batch.len(),
+            "Left records of revoked partitions to their next owner."
+        );
+    }
+    batch
+}
+
+/// Where a partition without a checkpoint starts: the group's committed offset, or the start
+/// of the log when nothing is committed. (Records the consumer delivered before a rebalance
+/// in the same poll were left out of the batch, so the first record in hand may be later.)
+async fn fresh_start(
+    consumer: &Arc<Kafka>,
+    config: &Config,
+    topic: &str,
+    partition: i32,
+    first_offset: i64,
+) -> i64 {
+    // With nothing committed, `auto.offset.reset` decides; only "earliest" means the log start.
+    let from_log_start = config
+        .kafka
+        .consumer
+        .get("auto.offset.reset")
+        .is_none_or(|v| matches!(v.as_str(), "earliest" | "smallest" | "beginning"));
+    let c = Arc::clone(consumer);
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&topic, partition);
+        let committed = c
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .ok()
+            .and_then(|t| match t.elements().first().map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => Some(o),
+                _ => None,
+            });
+        match committed {
+            Some(o) => o,
+            None if from_log_start => c
+                .fetch_watermarks(&topic, partition, Duration::from_secs(10))
+                .map_or(first_offset, |(low, _)| low.min(first_offset)),
+            None => first_offset,
+        }
+    })
+    .await
+    .expect("offsets task does not panic")
+}
+
+/// Commits each partition's next offset. A failed commit is not fatal: the checkpoints in Redis
+/// are what a partition continues from; the group's offsets show progress (and lag).
+pub(super) async fn commit(consumer: &Arc<Kafka>, progress: &[(&str, i32, i64)]) {
+    if progress.is_empty() {
+        return;
+    }
+    let mut tpl = TopicPartitionList::new();
+    for &(topic, partition, next) in progress {
+        tpl.add_partition_offset(topic, partition, Offset::Offset(next))
+            .expect("offsets are settable");
+    }
+    let c = Arc::clone(consumer);
+    let result = tokio::task::spawn_blocking(move || c.commit(&tpl, CommitMode::Sync))
+        .await
+        .expect("commit task does not panic");
+    if let Err(err) = result {
+        warn!(error = %err, "Offset commit failed.");
+    }
+}
+
+/// Partitions with records in the batch that this instance does not hold yet (newly assigned)
+/// continue from their checkpoints; where the replay starts before the records in hand, the
+/// consumer seeks back.
+pub(super) async fn take_up_partitions(
+    consumer: &Arc<Kafka>,
+    engine: &mut Engine,
+    redis: &RedisSink,
+    config: &Config,
+    batch: &[BorrowedMessage<'_>],
+) -> Result<(), RunError> {
+    let mut new: Vec<(&str, i32, i64)> = Vec::new();
+    for m in batch {
+        let (topic, partition) = (m.topic(), m.partition());
+        if !engine.holds(topic, partition)
+            && !new.iter().any(|(t, p, _)| *t == topic && *p == partition)
+        {
+            new.push((topic, partition, m.offset()));
+        }
+    }
+    let group = config.kafka.group_id.as_str();
+    for (topic, partition, first_offset) in new {
+        let checkpoint = with_retry(&config.retry, "checkpoint read", || {
+            redis.load_checkpoint(group, topic, partition)
+        })
+        .await?;
+        let fresh_start = match checkpoint {
+            Some(_) => first_offset,
+            None => fresh_start(consumer, config, topic, partition, first_offset).await,
+        };
+        let seek = engine.restore(topic, partition, checkpoint, fresh_start, first_offset);
+        info!(
+            topic,
+            partition,
+            first_offset,
+            ?checkpoint,
+            ?seek,
+            "Taking up partition."
+        );
+        if let Some(offset) = seek {
+            let c = Arc::clone(consumer);
+            let topic = topic.to_owned();
+            tokio::task::spawn_blocking(move || {
+                c.seek(
+                    &topic,
+                    partition,
+                    Offset::Offset(offset),
+                    Duration::from_secs(10),
+                )
+            })
+            .await
+            .expect("seek task does not panic")
+            .map_err(RunError::Consume)?;
+        }
+    }
+    Ok(())
+}

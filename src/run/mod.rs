@@ -1,0 +1,181 @@
+//! Run: the consumer loop. Poll a batch, let the [`Engine`] process it, write what it produced
+//! (Redis, output topic, dead letters), wait for every acknowledgement, save the partitions'
+//! checkpoints, then commit. Rebalances, shutdown and fatal errors are handled here.
+//!
+//! - [`consumer`]: the Kafka side — the consumer, rebalances, taking up partitions, commits.
+//! - [`batch`]: one batch through the engine and the sinks, up to its checkpoints.
+
+mod batch;
+mod consumer;
+
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, Instrument};
+
+use crate::config::{Config, ConfigError};
+use crate::engine::Engine;
+use crate::extract::{ExtractOptions, Extractor};
+use crate::observe::{self, Metrics};
+use crate::sink::kafka::KafkaSink;
+use crate::sink::redis::RedisSink;
+use crate::sink::{with_retry, SinkError};
+
+use batch::handle_batch;
+use consumer::{
+    check_topics, create_consumer, drop_revoked, poll_batch, take_up_partitions, RebalanceContext,
+};
+
+/// How long start-up waits for broker metadata.
+pub(super) const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How often totals are logged.
+const SUMMARY_EVERY: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot create the Kafka consumer: {0}")]
+    CreateConsumer(#[source] KafkaError),
+    #[error("cannot create the Kafka producer: {0}")]
+    CreateProducer(#[source] KafkaError),
+    #[error("cannot read topic metadata from kafka.brokers ({brokers}): {source}")]
+    Metadata {
+        brokers: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("{key} ({topic}) names a topic that does not exist")]
+    MissingTopic { key: String, topic: String },
+    #[error("cannot subscribe: {0}")]
+    Subscribe(#[source] KafkaError),
+    #[error("Kafka consumer failed: {0}")]
+    Consume(#[source] KafkaError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("cannot listen on http.listen ({addr}): {source}")]
+    Listen {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub(super) type Kafka = StreamConsumer<RebalanceContext>;
+
+/// Runs the consumer until `shutdown` completes (then finishes the batch in hand, commits it
+/// and leaves the group) or a fatal error occurs.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    let extractor = Arc::new(Extractor::new(&ExtractOptions {
+        min_term_chars: config.extract.min_term_chars,
+        max_term_chars: config.extract.max_term_chars,
+        extra_stop_words: config.extra_stop_words()?,
+        watch_keywords: config.extract.watch_keywords.clone(),
+    }));
+    let mut engine = Engine::new(&config, extractor);
+    let consumer = Arc::new(create_consumer(&config)?);
+    let output_partitions = check_topics(&consumer, &config).await?;
+    let mut kafka =
+        KafkaSink::new(&config.kafka, output_partitions).map_err(RunError::CreateProducer)?;
+    let redis = with_retry(&config.retry, "redis connect", || {
+        RedisSink::connect(&config.redis)
+    })
+    .await?;
+
+    let metrics = Arc::new(Metrics::default());
+    let stop_http = CancellationToken::new();
+    if !config.http.listen.is_empty() {
+        let listener = TcpListener::bind(&config.http.listen)
+            .await
+            .map_err(|source| RunError::Listen {
+                addr: config.http.listen.clone(),
+                source,
+            })?;
+        tokio::spawn(observe::serve(
+            listener,
+            Arc::clone(&metrics),
+            stop_http.clone(),
+        ));
+    }
+
+    let topics: Vec<&str> = engine.streams().iter().map(|s| s.topic.as_str()).collect();
+    consumer.subscribe(&topics).map_err(RunError::Subscribe)?;
+    info!(group = %config.kafka.group_id, ?topics, "Consuming.");
+
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut totals = Totals {
+        metrics: Arc::clone(&metrics),
+        last_log: Instant::now(),
+    };
+    metrics.ready.store(true, Ordering::Relaxed);
+    loop {
+        let (batch, stopping) = poll_batch(&consumer, &config, shutdown.as_mut()).await?;
+        let batch = drop_revoked(&consumer, &mut engine, batch);
+        if !batch.is_empty() {
+            take_up_partitions(&consumer, &mut engine, &redis, &config, &batch).await?;
+            let span = tracing::info_span!("batch", records = batch.len());
+            let counts = handle_batch(&consumer, &mut engine, &mut kafka, &redis, &config, &batch)
+                .instrument(span)
+                .await?;
+            metrics.add_batch(&counts);
+            totals.maybe_log();
+        }
+        metrics
+            .open_groups
+            .store(engine.open_groups() as u64, Ordering::Relaxed);
+        metrics
+            .partitions_held
+            .store(engine.partitions_held() as u64, Ordering::Relaxed);
+        metrics.ready.store(!engine.replaying(), Ordering::Relaxed);
+        if stopping {
+            break;
+        }
+    }
+
+    metrics.ready.store(false, Ordering::Relaxed);
+    info!("Shutting down: leaving the group.");
+    consumer.unsubscribe();
+    kafka.close(Duration::from_secs(10));
+    totals.log();
+    stop_http.cancel();
+    Ok(())
+}
+
+/// Logs the metrics every [`SUMMARY_EVERY`].
+struct Totals {
+    metrics: Arc<Metrics>,
+    last_log: Instant,
+}
+
+impl Totals {
+    fn log(&self) {
+        let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        let m = &self.metrics;
+        info!(
+            batches = get(&m.batches),
+            records = get(&m.records),
+            dead_letters = get(&m.dead_letters),
+            late_partly = get(&m.late_partly),
+            late_dropped = get(&m.late_dropped),
+            replayed = get(&m.replayed),
+            windows_closed = get(&m.windows_closed),
+            open_groups = get(&m.open_groups),
+            "Totals."
+        );
+    }
+
+    fn maybe_log(&mut self) {
+        if self.last_log.elapsed() >= SUMMARY_EVERY {
+            self.log();
+            self.last_log = Instant::now();
+        }
+    }
+}

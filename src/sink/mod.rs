@@ -1,0 +1,127 @@
+//! Sinks: where closed windows and dead letters go. Each sink buffers the writes of one batch
+//! and has a `flush()` that is the barrier before offsets are committed.
+//!
+//! - [`redis`]: the latest closed window of each group as a top-K sorted set.
+//! - [`kafka`]: one JSON record per closed window, and dead letters.
+
+pub mod kafka;
+pub mod redis;
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::config::RetryConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("Redis write failed: {0}")]
+    RedisWrite(#[source] ::redis::RedisError),
+    #[error("Redis read failed: {0}")]
+    RedisRead(#[source] ::redis::RedisError),
+    #[error("cannot connect to Redis at {url}: {source}")]
+    RedisConnect {
+        url: String,
+        #[source]
+        source: ::redis::RedisError,
+    },
+    #[error("cannot produce to {topic}: {source}")]
+    KafkaProduce {
+        topic: String,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    #[error("gave up after {elapsed:?} of failures; last: {last}")]
+    GaveUp {
+        elapsed: Duration,
+        last: Box<SinkError>,
+    },
+}
+
+/// Runs `attempt` until it succeeds, backing off from `initial_backoff`, doubling up to
+/// `max_backoff`; after `give_up_after` of failures, returns [`SinkError::GaveUp`].
+pub async fn with_retry<T, F, Fut>(
+    retry: &RetryConfig,
+    what: &str,
+    mut attempt: F,
+) -> Result<T, SinkError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, SinkError>>,
+{
+    let started = Instant::now();
+    let mut backoff = retry.initial_backoff;
+    let mut failures = 0u32;
+    loop {
+        match attempt().await {
+            Ok(value) => {
+                if failures > 0 {
+                    tracing::info!(what, failures, "Write succeeded after retrying.");
+                }
+                return Ok(value);
+            }
+            Err(err) => {
+                failures += 1;
+                let elapsed = started.elapsed();
+                if elapsed >= retry.give_up_after {
+                    return Err(SinkError::GaveUp {
+                        elapsed,
+                        last: Box::new(err),
+                    });
+                }
+                tracing::warn!(what, failures, error = %err, ?backoff, "Write failed; retrying.");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(retry.max_backoff);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    fn retry() -> RetryConfig {
+        RetryConfig {
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+            give_up_after: Duration::from_secs(5),
+        }
+    }
+
+    fn failure() -> SinkError {
+        SinkError::RedisWrite(::redis::RedisError::from((::redis::ErrorKind::Io, "down")))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_until_success() {
+        let calls = Cell::new(0);
+        let out = with_retry(&retry(), "test", || {
+            calls.set(calls.get() + 1);
+            let n = calls.get();
+            async move {
+                if n < 4 {
+                    Err(failure())
+                } else {
+                    Ok(n)
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(out, 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn gives_up_after_the_deadline() {
+        let started = Instant::now();
+        let err = with_retry(&retry(), "test", || async { Err::<(), _>(failure()) })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SinkError::GaveUp { .. }), "{err}");
+        // Back-offs 0.1 + 0.2 + 0.4 + 0.8 + 1 + 1 + 1 + 1 s: the first wait to pass 5 s.
+        assert_eq!(started.elapsed(), Duration::from_millis(5_500));
+    }
+}

@@ -1,0 +1,264 @@
+//! The Redis sink: leaderboards and partition checkpoints, on one Redis or a Redis Cluster.
+//!
+//! - A group's leaderboard is the sorted set `<prefix>hot:<stream>:<group>`: the top-K terms of
+//!   its latest closed window. A Lua script replaces it only if the window is newer than the
+//!   one written last, which it keeps in `{<prefix>hot:<stream>:<group>}:window` — the hash tag
+//!   puts both keys in one cluster slot. Writing a window twice changes nothing.
+//! - A partition's checkpoint is the hash `<prefix>ckpt:<kafka group>:<topic>:<partition>`,
+//!   replaced only by a checkpoint that is not behind it (see [`crate::engine::Checkpoint`]).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures::future::try_join_all;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, Value};
+
+use super::SinkError;
+use crate::config::RedisConfig;
+use crate::engine::Checkpoint;
+use crate::window::WatermarkState;
+
+/// Scripts sent at once on the multiplexed connection.
+const IN_FLIGHT: usize = 256;
+
+/// Scripts are sent whole with EVAL: routed by their first key, they work the same on a
+/// cluster, where a script loaded on one node is unknown to the others.
+const LEADERBOARD: &str = r"
+-- KEYS[1] leaderboard, KEYS[2] its fence; ARGV[1] window_end, ARGV[2] ttl (ms), then
+-- score, member pairs.
+local fence = redis.call('GET', KEYS[2])
+if fence and tonumber(fence) >= tonumber(ARGV[1]) then return 0 end
+redis.call('DEL', KEYS[1])
+for i = 3, #ARGV, 1000 do
+  redis.call('ZADD', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV)))
+end
+if #ARGV > 2 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+return 1
+";
+
+const CHECKPOINT: &str = r"
+-- KEYS[1] checkpoint; ARGV: next, resume, max_event_time, closed_end, settings.
+local next = redis.call('HGET', KEYS[1], 'next')
+if next and tonumber(next) > tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'next', ARGV[1], 'resume', ARGV[2], 'max_event_time', ARGV[3],
+  'closed_end', ARGV[4], 'settings', ARGV[5])
+return 1
+";
+
+/// One leaderboard to write.
+#[derive(Debug, Clone, Copy)]
+pub struct Leaderboard<'a> {
+    pub stream: &'a str,
+    pub group: &'a str,
+    pub window_end: i64,
+    pub terms: &'a [(String, u64)],
+}
+
+/// A connection to one Redis or to a Redis Cluster; both multiplex and reconnect.
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Connection::Single(c) => c.req_packed_command(cmd),
+            Connection::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Connection::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Connection::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Single(c) => c.get_db(),
+            Connection::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct RedisSink {
+    conn: Connection,
+    key_prefix: String,
+    ttl_ms: u64,
+}
+
+impl RedisSink {
+    /// Connects once; the connection then reconnects by itself.
+    pub async fn connect(config: &RedisConfig) -> Result<RedisSink, SinkError> {
+        let connect_err = |source| SinkError::RedisConnect {
+            url: config.url.clone(),
+            source,
+        };
+        let conn = if config.cluster {
+            let nodes: Vec<&str> = config.url.split(',').map(str::trim).collect();
+            let client = ClusterClient::builder(nodes)
+                .connection_timeout(Duration::from_secs(5))
+                .response_timeout(Duration::from_secs(10))
+                .build()
+                .map_err(connect_err)?;
+            Connection::Cluster(client.get_async_connection().await.map_err(connect_err)?)
+        } else {
+            let client = redis::Client::open(config.url.as_str()).map_err(connect_err)?;
+            let manager_config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(Duration::from_secs(5)))
+                .set_response_timeout(Some(Duration::from_secs(10)))
+                .set_number_of_retries(2);
+            let manager = ConnectionManager::new_with_config(client, manager_config)
+                .await
+                .map_err(connect_err)?;
+            Connection::Single(manager)
+        };
+        Ok(RedisSink {
+            conn,
+            key_prefix: config.key_prefix.clone(),
+            ttl_ms: config.ttl.as_millis() as u64,
+        })
+    }
+
+    /// The key of a group's leaderboard.
+    pub fn key(&self, stream: &str, group: &str) -> String {
+        leaderboard_key(&self.key_prefix, stream, group)
+    }
+
+    /// Writes each group's latest window among `boards`, unless a window as new or newer is
+    /// there already.
+    pub async fn write(&self, boards: &[Leaderboard<'_>]) -> Result<(), SinkError> {
+        let mut latest: HashMap<(&str, &str), &Leaderboard<'_>> = HashMap::new();
+        for board in boards {
+            let slot = latest.entry((board.stream, board.group)).or_insert(board);
+            if board.window_end >= slot.window_end {
+                *slot = board;
+            }
+        }
+        let latest: Vec<&Leaderboard<'_>> = latest.into_values().collect();
+        for chunk in latest.chunks(IN_FLIGHT) {
+            try_join_all(chunk.iter().map(|board| self.write_one(board)))
+                .await
+                .map_err(SinkError::RedisWrite)?;
+        }
+        Ok(())
+    }
+
+    async fn write_one(&self, board: &Leaderboard<'_>) -> redis::RedisResult<i64> {
+        let mut conn = self.conn.clone();
+        let key = self.key(board.stream, board.group);
+        let mut eval = redis::cmd("EVAL");
+        eval.arg(LEADERBOARD)
+            .arg(2)
+            .arg(&key)
+            .arg(format!("{{{key}}}:window"))
+            .arg(board.window_end)
+            .arg(self.ttl_ms);
+        for (term, n) in board.terms {
+            eval.arg(*n).arg(term.as_str());
+        }
+        eval.query_async(&mut conn).await
+    }
+
+    fn checkpoint_key(&self, kafka_group: &str, topic: &str, partition: i32) -> String {
+        format!("{}ckpt:{kafka_group}:{topic}:{partition}", self.key_prefix)
+    }
+
+    /// Saves checkpoints; returns those refused because a newer one is stored (this instance
+    /// is behind another owner of the partition).
+    pub async fn save_checkpoints<'a>(
+        &self,
+        kafka_group: &str,
+        checkpoints: &'a [(&'a str, i32, Checkpoint)],
+    ) -> Result<Vec<(&'a str, i32)>, SinkError> {
+        let mut results = Vec::with_capacity(checkpoints.len());
+        for chunk in checkpoints.chunks(IN_FLIGHT) {
+            let saved = try_join_all(chunk.iter().map(|(topic, partition, c)| {
+                self.save_checkpoint(kafka_group, topic, *partition, c)
+            }))
+            .await
+            .map_err(SinkError::RedisWrite)?;
+            results.extend(chunk.iter().zip(saved).map(|((t, p, _), s)| (*t, *p, s)));
+        }
+        Ok(results
+            .into_iter()
+            .filter(|(_, _, saved)| *saved == 0)
+            .map(|(t, p, _)| (t, p))
+            .collect())
+    }
+
+    async fn save_checkpoint(
+        &self,
+        kafka_group: &str,
+        topic: &str,
+        partition: i32,
+        c: &Checkpoint,
+    ) -> redis::RedisResult<i64> {
+        let mut conn = self.conn.clone();
+        redis::cmd("EVAL")
+            .arg(CHECKPOINT)
+            .arg(1)
+            .arg(self.checkpoint_key(kafka_group, topic, partition))
+            .arg(c.next)
+            .arg(c.resume)
+            .arg(opt(c.watermark.max_event_time))
+            .arg(opt(c.watermark.closed_end))
+            .arg(c.settings.to_string())
+            .query_async(&mut conn)
+            .await
+    }
+
+    /// The stored checkpoint of a partition, if any.
+    pub async fn load_checkpoint(
+        &self,
+        kafka_group: &str,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Option<Checkpoint>, SinkError> {
+        let mut conn = self.conn.clone();
+        let key = self.checkpoint_key(kafka_group, topic, partition);
+        let fields: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .map_err(SinkError::RedisRead)?;
+        let int = |name: &str| fields.get(name).and_then(|v| v.parse::<i64>().ok());
+        let (Some(next), Some(resume)) = (int("next"), int("resume")) else {
+            return Ok(None);
+        };
+        Ok(Some(Checkpoint {
+            next,
+            resume,
+            watermark: WatermarkState {
+                max_event_time: int("max_event_time"),
+                closed_end: int("closed_end"),
+            },
+            settings: fields
+                .get("settings")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0),
+        }))
+    }
+}
+
+fn opt(v: Option<i64>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_default()
+}
+
+/// `<prefix>hot:<stream>:<group>`.
+pub fn leaderboard_key(prefix: &str, stream: &str, group: &str) -> String {
+    format!("{prefix}hot:{stream}:{group}")
+}

@@ -1,0 +1,457 @@
+//! Window: event-time sliding windows per (stream, group key), for the records of one
+//! partition. Pure: values in, closed windows out.
+//!
+//! Windows are `[window_start, window_start + width)` with `window_start` a multiple of
+//! `slide` (aligned to the epoch). Counts are kept per *pane* — one slide of event time — and a
+//! window is the sum of its `width / slide` panes, so a record updates one pane however many
+//! windows it belongs to.
+//!
+//! The watermark is the highest event time seen on the partition minus the out-of-orderness.
+//! Every window whose `window_end` is at or below the watermark is closed, at the record that
+//! moves the watermark past it, so the results do not depend on how records are batched. A
+//! record is *late* for a window that had closed before it arrived: it still counts in the
+//! windows of its that are open, and is dropped when all of them have closed. A pane is freed
+//! when the last window that holds it closes; a group is freed with its last pane.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use crate::extract::Category;
+
+/// Index of a stream in the configured list of enabled streams.
+pub type StreamId = u16;
+
+/// A group: the stream it belongs to and its key.
+pub type GroupKey = (StreamId, Arc<str>);
+
+/// Width, slide and out-of-orderness, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowSpec {
+    pub width: i64,
+    pub slide: i64,
+    pub out_of_orderness: i64,
+}
+
+impl WindowSpec {
+    fn pane_start(&self, event_time: i64) -> i64 {
+        event_time.div_euclid(self.slide) * self.slide
+    }
+
+    /// The latest window end at or below `watermark`.
+    fn closable_end(&self, watermark: i64) -> i64 {
+        watermark.div_euclid(self.slide) * self.slide
+    }
+}
+
+/// Counts of one pane (or of a whole window, once merged).
+#[derive(Debug, Default, Clone)]
+pub struct Counts {
+    /// Messages in the pane.
+    pub messages: u64,
+    items: [HashMap<Box<str>, u32>; 6],
+}
+
+impl Counts {
+    /// Counts `item` once more under `category`.
+    pub fn add(&mut self, category: Category, item: &str) {
+        let map = &mut self.items[category.index()];
+        match map.get_mut(item) {
+            Some(n) => *n += 1,
+            None => {
+                map.insert(item.into(), 1);
+            }
+        }
+    }
+}
+
+/// How a record was placed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// Every window of the record was still open.
+    OnTime,
+    /// Some windows of the record had closed: it counts in the open ones only.
+    PartlyLate,
+    /// All windows of the record had closed: it is not counted.
+    Dropped,
+}
+
+/// A closed window of one group: its top items per category.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClosedWindow {
+    pub stream: StreamId,
+    pub group: Arc<str>,
+    pub window_start: i64,
+    pub window_end: i64,
+    pub messages: u64,
+    /// Top-K `(item, count)` per [`Category`], by count descending then item ascending.
+    pub top: [Vec<(String, u64)>; 6],
+}
+
+/// Window state of one partition.
+#[derive(Debug)]
+pub struct PartitionWindows {
+    spec: WindowSpec,
+    top_k: usize,
+    /// Highest event time seen.
+    max_event_time: Option<i64>,
+    /// Every window ending at or before this has closed.
+    closed_end: Option<i64>,
+    /// Open panes of each group, by stream, then group key, then pane start.
+    groups: Vec<HashMap<Arc<str>, BTreeMap<i64, Counts>>>,
+    /// The groups holding data in each pane, by pane start.
+    panes: BTreeMap<i64, Pane>,
+}
+
+/// Which groups hold data in a pane, and the first offset that put data there.
+#[derive(Debug, Default)]
+struct Pane {
+    groups: BTreeSet<GroupKey>,
+    first_offset: Option<i64>,
+}
+
+/// What must be kept to rebuild a partition's windows by replaying its records: the watermark
+/// state. The records themselves are replayed from [`PartitionWindows::resume_offset`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WatermarkState {
+    pub max_event_time: Option<i64>,
+    pub closed_end: Option<i64>,
+}
+
+impl PartitionWindows {
+    pub fn new(spec: WindowSpec, top_k: usize) -> Self {
+        Self::resume(spec, top_k, WatermarkState::default())
+    }
+
+    /// Windows that continue from a saved watermark state: replaying the partition's records
+    /// from the saved [`resume_offset`](Self::resume_offset) rebuilds exactly the windows that
+    /// were open, and closes nothing twice.
+    pub fn resume(spec: WindowSpec, top_k: usize, state: WatermarkState) -> Self {
+        PartitionWindows {
+            spec,
+            top_k,
+            max_event_time: state.max_event_time,
+            closed_end: state.closed_end,
+            groups: Vec::new(),
+            panes: BTreeMap::new(),
+        }
+    }
+
+    /// The watermark: highest event time seen minus the out-of-orderness.
+    pub fn watermark(&self) -> Option<i64> {
+        self.max_event_time.map(|t| t - self.spec.out_of_orderness)
+    }
+
+    pub fn watermark_state(&self) -> WatermarkState {
+        WatermarkState {
+            max_event_time: self.max_event_time,
+            closed_end: self.closed_end,
+        }
+    }
+
+    /// The first offset a replay must start from to rebuild every open window: the smallest
+    /// offset that put data in a pane still held (`None` when nothing is held).
+    pub fn resume_offset(&self) -> Option<i64> {
+        self.panes.values().filter_map(|p| p.first_offset).min()
+    }
+
+    /// Number of groups with open panes.
+    pub fn open_groups(&self) -> usize {
+        self.groups.iter().map(HashMap::len).sum()
+    }
+
+    /// Places the record at `offset` of `group` at `event_time`: `count` is given the pane's
+    /// counts to add the record's items to, unless the record is dropped as late. Windows the
+    /// record's event time closes are appended to `closed`.
+    pub fn record(
+        &mut self,
+        stream: StreamId,
+        group: &str,
+        event_time: i64,
+        offset: i64,
+        count: impl FnOnce(&mut Counts),
+        closed: &mut Vec<ClosedWindow>,
+    ) -> Placement {
+        let pane = self.spec.pane_start(event_time);
+        let placement = match self.closed_end {
+            Some(c) if pane + self.spec.width <= c => Placement::Dropped,
+            Some(c) if pane + self.spec.slide <= c => Placement::PartlyLate,
+            _ => Placement::OnTime,
+        };
+        if placement != Placement::Dropped {
+            let counts = self.pane_counts(stream, group, pane, offset);
+            counts.messages += 1;
+            count(counts);
+        }
+        if self.max_event_time.is_none_or(|m| event_time > m) {
+            self.max_event_time = Some(event_time);
+            self.close_windows(closed);
+        }
+        placement
+    }
+
+    fn pane_counts(
+        &mut self,
+        stream: StreamId,
+        group: &str,
+        pane: i64,
+        offset: i64,
+    ) -> &mut Counts {
+        let index = usize::from(stream);
+        if self.groups.len() <= index {
+            self.groups.resize_with(index + 1, HashMap::new);
+        }
+        let groups = &mut self.groups[index];
+        let key = match groups.get_key_value(group) {
+            Some((key, _)) => key.clone(),
+            None => Arc::from(group),
+        };
+        let index = self.panes.entry(pane).or_default();
+        index.groups.insert((stream, key.clone()));
+        index.first_offset = Some(index.first_offset.map_or(offset, |o| o.min(offset)));
+        groups.entry(key).or_default().entry(pane).or_default()
+    }
+
+    /// Closes every window that ends at or before the watermark and holds data.
+    fn close_windows(&mut self, closed: &mut Vec<ClosedWindow>) {
+        let Some(watermark) = self.watermark() else {
+            return;
+        };
+        let last_end = self.spec.closable_end(watermark);
+        let WindowSpec { width, slide, .. } = self.spec;
+        // The next window end that holds data: the end after `closed_end`, or the first end of
+        // the earliest pane, whichever is later.
+        while let Some((&first_pane, _)) = self.panes.first_key_value() {
+            let mut end = first_pane + slide;
+            if let Some(c) = self.closed_end {
+                end = end.max(c + slide);
+            }
+            if end > last_end {
+                break;
+            }
+            let start = end - width;
+            let groups: BTreeSet<GroupKey> = self
+                .panes
+                .range(start..end)
+                .flat_map(|(_, pane)| pane.groups.iter().cloned())
+                .collect();
+            for key in groups {
+                closed.push(self.merge(&key, start, end));
+            }
+            self.closed_end = Some(end);
+            self.free_panes_before(end - width + slide);
+        }
+        // Nothing else can close before `last_end`: remember it so late records are judged
+        // against the watermark, not only against windows that held data.
+        if self.closed_end.is_none_or(|c| c < last_end) {
+            self.closed_end = Some(last_end);
+            self.free_panes_before(last_end - width + slide);
+        }
+    }
+
+    /// Frees panes that start before `first_kept`: no open window holds them.
+    fn free_panes_before(&mut self, first_kept: i64) {
+        while let Some(entry) = self.panes.first_entry() {
+            if *entry.key() >= first_kept {
+                break;
+            }
+            let (pane, index) = entry.remove_entry();
+            for (stream, key) in index.groups {
+                let groups = &mut self.groups[usize::from(stream)];
+                if let Some(panes) = groups.get_mut(&key) {
+                    panes.remove(&pane);
+                    if panes.is_empty() {
+                        groups.remove(&key);
+                    }
+                }
+            }
+        }
+    }
+
+    fn merge(&self, key: &GroupKey, start: i64, end: i64) -> ClosedWindow {
+        let panes = &self.groups[usize::from(key.0)][&key.1];
+        let mut messages = 0;
+        let mut sums: [HashMap<&str, u64>; 6] = Default::default();
+        for (_, counts) in panes.range(start..end) {
+            messages += counts.messages;
+            for (sum, items) in sums.iter_mut().zip(&counts.items) {
+                for (item, &n) in items {
+                    *sum.entry(item).or_default() += u64::from(n);
+                }
+            }
+        }
+        ClosedWindow {
+            stream: key.0,
+            group: key.1.clone(),
+            window_start: start,
+            window_end: end,
+            messages,
+            top: sums.map(|sum| top_k(sum, self.top_k)),
+        }
+    }
+}
+
+/// The `k` largest counts, by count descending then item ascending.
+pub fn top_k(counts: HashMap<&str, u64>, k: usize) -> Vec<(String, u64)> {
+    let mut all: Vec<(&str, u64)> = counts.into_iter().collect();
+    let order = |a: &(&str, u64), b: &(&str, u64)| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0));
+    if all.len() > k {
+        all.select_nth_unstable_by(k, order);
+        all.truncate(k);
+    }
+    all.sort_unstable_by(order);
+    all.into_iter().map(|(s, n)| (s.to_owned(), n)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPEC: WindowSpec = WindowSpec {
+        width: 60,
+        slide: 10,
+        out_of_orderness: 5,
+    };
+
+    fn feed(
+        w: &mut PartitionWindows,
+        group: &str,
+        t: i64,
+        words: &[&str],
+    ) -> (Placement, Vec<ClosedWindow>) {
+        let mut closed = Vec::new();
+        let placement = w.record(
+            0,
+            group,
+            t,
+            t,
+            |c| words.iter().for_each(|word| c.add(Category::Term, word)),
+            &mut closed,
+        );
+        (placement, closed)
+    }
+
+    fn summary(closed: &[ClosedWindow]) -> Vec<(String, i64, i64, u64)> {
+        closed
+            .iter()
+            .map(|c| {
+                (
+                    c.group.to_string(),
+                    c.window_start,
+                    c.window_end,
+                    c.messages,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn window_closes_when_watermark_reaches_its_end() {
+        let mut w = PartitionWindows::new(SPEC, 10);
+        assert!(feed(&mut w, "a", 3, &["x"]).1.is_empty());
+        // Watermark 9: the window [-50, 10) is still open.
+        assert!(feed(&mut w, "a", 14, &["x"]).1.is_empty());
+        // Watermark 10: it closes, holding only the first record.
+        let (_, closed) = feed(&mut w, "a", 15, &["y"]);
+        assert_eq!(summary(&closed), vec![("a".into(), -50, 10, 1)]);
+        assert_eq!(closed[0].top[0], vec![("x".to_owned(), 1)]);
+    }
+
+    #[test]
+    fn a_record_counts_in_every_window_that_holds_it() {
+        let mut w = PartitionWindows::new(SPEC, 10);
+        feed(&mut w, "a", 25, &["x"]);
+        let (_, closed) = feed(&mut w, "a", 1_000, &[]);
+        let ends: Vec<i64> = closed
+            .iter()
+            .filter(|c| c.messages == 1)
+            .map(|c| c.window_end)
+            .collect();
+        assert_eq!(ends, vec![30, 40, 50, 60, 70, 80]);
+        // Nothing more is held for the old record: only the newest record's group and pane.
+        assert_eq!(w.open_groups(), 1);
+    }
+
+    #[test]
+    fn late_records_count_only_in_open_windows() {
+        let mut w = PartitionWindows::new(SPEC, 10);
+        feed(&mut w, "a", 100, &[]);
+        // Watermark 95: windows ending at or before 90 are closed.
+        assert_eq!(feed(&mut w, "a", 85, &["late"]).0, Placement::PartlyLate);
+        assert_eq!(feed(&mut w, "a", 29, &["gone"]).0, Placement::Dropped);
+        assert_eq!(feed(&mut w, "a", 90, &["ok"]).0, Placement::OnTime);
+        let (_, closed) = feed(&mut w, "a", 1_000, &[]);
+        let late: Vec<i64> = closed
+            .iter()
+            .filter(|c| c.top[0].iter().any(|(i, _)| i == "late"))
+            .map(|c| c.window_end)
+            .collect();
+        assert_eq!(late, vec![100, 110, 120, 130, 140]);
+        assert!(closed
+            .iter()
+            .all(|c| c.top[0].iter().all(|(i, _)| i != "gone")));
+    }
+
+    #[test]
+    fn groups_are_separate_and_closed_in_key_order() {
+        let mut w = PartitionWindows::new(SPEC, 10);
+        feed(&mut w, "b", 1, &["x"]);
+        feed(&mut w, "a", 2, &["x"]);
+        let (_, closed) = feed(&mut w, "c", 15, &[]);
+        assert_eq!(
+            summary(&closed),
+            vec![("a".into(), -50, 10, 1), ("b".into(), -50, 10, 1)]
+        );
+    }
+
+    #[test]
+    fn top_k_orders_by_count_then_item() {
+        let counts = HashMap::from([("b", 2), ("a", 2), ("c", 5), ("d", 1)]);
+        assert_eq!(
+            top_k(counts, 3),
+            vec![
+                ("c".to_owned(), 5),
+                ("a".to_owned(), 2),
+                ("b".to_owned(), 2)
+            ]
+        );
+    }
+
+    #[test]
+    fn results_do_not_depend_on_when_windows_are_asked_for() {
+        // Closing happens inside `record`, so one stream of records gives one result.
+        let records = [
+            (1, "x"),
+            (7, "y"),
+            (12, "x"),
+            (33, "z"),
+            (31, "x"),
+            (70, "y"),
+            (64, "x"),
+        ];
+        let mut w = PartitionWindows::new(SPEC, 10);
+        let mut all = Vec::new();
+        for (t, word) in records {
+            all.extend(feed(&mut w, "g", t, &[word]).1);
+        }
+        all.extend(feed(&mut w, "g", 10_000, &[]).1);
+        let messages: Vec<(i64, u64)> = all.iter().map(|c| (c.window_end, c.messages)).collect();
+        assert_eq!(
+            messages,
+            vec![
+                (10, 2),
+                (20, 3),
+                (30, 3),
+                (40, 5),
+                (50, 5),
+                (60, 5),
+                (70, 4),
+                (80, 4),
+                (90, 4),
+                (100, 2),
+                (110, 2),
+                (120, 2),
+                (130, 1)
+            ]
+        );
+    }
+}

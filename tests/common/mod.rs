@@ -1,0 +1,617 @@
+//! The integration-test harness: a real Kafka-compatible broker (tansu) and a real
+//! `redis-server`, started on free ports for this test process, or external ones named by
+//! `TEST_KAFKA_BROKERS` and `TEST_REDIS_URL`.
+//!
+//! Services are spawned from one thread that lives as long as the process, under
+//! `setpriv --pdeathsig KILL`, so they die with the test process however it ends.
+
+#![allow(dead_code)]
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use tokio::time::Instant;
+
+use trendstream::config::Config;
+
+/// How long any awaited condition may take before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+pub struct Services {
+    pub brokers: String,
+    pub redis_url: String,
+}
+
+/// The broker and Redis shared by every test in this process.
+pub fn services() -> &'static Services {
+    static SERVICES: OnceLock<Services> = OnceLock::new();
+    SERVICES.get_or_init(|| {
+        let brokers = std::env::var("TEST_KAFKA_BROKERS")
+            .unwrap_or_else(|_| start_tansu(free_port(), None).0);
+        let redis_url =
+            std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| start_redis(free_port()));
+        Services { brokers, redis_url }
+    })
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Spawns a command from the services thread, to die with this process.
+pub fn spawn_service(program: &str, args: &[String]) -> u32 {
+    spawn_service_in(program, args, None)
+}
+
+/// Spawns a command in directory `cwd` from the services thread, to die with this process.
+pub fn spawn_service_in(program: &str, args: &[String], cwd: Option<&std::path::Path>) -> u32 {
+    type Request = (
+        String,
+        Vec<String>,
+        Option<PathBuf>,
+        mpsc::Sender<std::io::Result<u32>>,
+    );
+    static SPAWNER: OnceLock<mpsc::Sender<Request>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Request>();
+        std::thread::spawn(move || {
+            // Children are kept here: their parent-death signal follows this thread.
+            let mut children = Vec::new();
+            for (program, args, cwd, reply) in rx {
+                let mut command = Command::new("setpriv");
+                if let Some(cwd) = cwd {
+                    command.current_dir(cwd);
+                }
+                let child = command
+                    .args(["--pdeathsig", "KILL", "--"])
+                    .arg(&program)
+                    .args(&args)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn();
+                let _ = reply.send(
+                    child
+                        .as_ref()
+                        .map(Child::id)
+                        .map_err(|e| std::io::Error::new(e.kind(), e.to_string())),
+                );
+                children.extend(child);
+            }
+            // The sender lives in a static: this loop ends only with the process.
+            drop(children);
+        });
+        tx
+    });
+    let (reply_tx, reply_rx) = mpsc::channel();
+    spawner
+        .send((
+            program.to_owned(),
+            args.to_vec(),
+            cwd.map(ToOwned::to_owned),
+            reply_tx,
+        ))
+        .expect("services thread alive");
+    reply_rx
+        .recv()
+        .expect("services thread replies")
+        .unwrap_or_else(|e| panic!("cannot start {program}: {e}"))
+}
+
+/// Kills a process started with [`spawn_service`].
+pub fn kill(pid: u32) {
+    let _ = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status();
+    // Wait until it is really gone, so that its port is free again.
+    let proc = PathBuf::from(format!("/proc/{pid}"));
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while proc.exists()
+        && std::fs::read_to_string(proc.join("stat")).is_ok_and(|s| !s.contains(") Z"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "process {pid} did not die"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn tansu_binary() -> String {
+    if let Ok(bin) = std::env::var("TANSU_BIN") {
+        return bin;
+    }
+    let home = std::env::var("HOME").unwrap_or_default();
+    let cargo_bin = PathBuf::from(home).join(".cargo/bin/tansu");
+    if cargo_bin.exists() {
+        cargo_bin.display().to_string()
+    } else {
+        "tansu".to_owned()
+    }
+}
+
+/// Starts tansu on `port` (with memory storage, or SQLite at `db`) and waits until it answers.
+/// Returns its address and process id.
+pub fn start_tansu(port: u16, db: Option<&std::path::Path>) -> (String, u32) {
+    let url = format!("tcp://127.0.0.1:{port}");
+    let mut args = vec![
+        "broker".to_owned(),
+        "--listener-url".to_owned(),
+        url.clone(),
+        "--advertised-listener-url".to_owned(),
+        url,
+    ];
+    // tansu opens the SQLite file relative to its working directory.
+    if let Some(db) = db {
+        args.push("--storage-engine".into());
+        args.push(format!(
+            "sqlite://{}",
+            db.file_name().expect("file").to_string_lossy()
+        ));
+    }
+    let pid = spawn_service_in(&tansu_binary(), &args, db.and_then(|d| d.parent()));
+    wait_for_port(port);
+    (format!("127.0.0.1:{port}"), pid)
+}
+
+/// Starts `redis-server` on `port`, keeping nothing on disk, and waits until it answers.
+pub fn start_redis(port: u16) -> String {
+    start_redis_with(port, &[])
+}
+
+/// Starts `redis-server` on `port` with extra arguments, and waits until it answers.
+pub fn start_redis_with(port: u16, extra: &[&str]) -> String {
+    let mut args: Vec<String> = [
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    spawn_service("redis-server", &args);
+    wait_for_port(port);
+    format!("redis://127.0.0.1:{port}")
+}
+
+fn wait_for_port(port: u16) {
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing listens on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A name no other test uses.
+pub fn unique(prefix: &str) -> String {
+    use rand::Rng;
+    let n: u64 = rand::rng().random();
+    format!("{prefix}-{n:016x}")
+}
+
+pub async fn create_topic(brokers: &str, topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("admin client");
+    let results = admin
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
+        .await
+        .expect("create_topics request");
+    for r in results {
+        r.unwrap_or_else(|(t, e)| panic!("cannot create topic {t}: {e}"));
+    }
+}
+
+pub fn producer(brokers: &str) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "0")
+        .create()
+        .expect("producer")
+}
+
+/// Produces one record to a given partition and waits for the acknowledgement.
+pub async fn produce(
+    producer: &FutureProducer,
+    topic: &str,
+    partition: i32,
+    key: &str,
+    value: &[u8],
+    headers: &[(&str, &str)],
+) {
+    let mut hdrs = OwnedHeaders::new();
+    for (k, v) in headers {
+        hdrs = hdrs.insert(Header {
+            key: k,
+            value: Some(*v),
+        });
+    }
+    producer
+        .send(
+            FutureRecord::to(topic)
+                .partition(partition)
+                .key(key)
+                .payload(value)
+                .headers(hdrs),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap_or_else(|(e, _)| panic!("cannot produce to {topic}: {e}"));
+}
+
+/// Reads `topic` from the beginning until `count` records have arrived, and then for as long
+/// as it takes to see that no more follow within `settle`.
+pub async fn read_topic(
+    brokers: &str,
+    topic: &str,
+    count: usize,
+    settle: Duration,
+) -> Vec<OwnedMessage> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique("reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .expect("reader consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        let deadline = std::time::Instant::now() + DEADLINE;
+        let mut quiet_since: Option<std::time::Instant> = None;
+        loop {
+            match consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => {
+                    out.push(m.detach());
+                    quiet_since = None;
+                }
+                Some(Err(e)) => panic!("reading {topic}: {e}"),
+                None => {}
+            }
+            if out.len() >= count {
+                let since = *quiet_since.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() >= settle {
+                    return out;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "read {} of {count} records from {topic}",
+                out.len()
+            );
+        }
+    })
+    .await
+    .expect("reader task")
+}
+
+/// The group's committed offset of each partition of `topic` (`None` when nothing committed).
+pub async fn committed(
+    brokers: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> Vec<Option<i64>> {
+    try_committed(brokers, group, topic, partitions)
+        .await
+        .expect("committed offsets")
+}
+
+/// The sum of the group's committed offsets over the partitions of `topic`, or `None` when the
+/// broker does not answer (it may be restarting).
+pub async fn committed_sum(
+    brokers: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> Option<i64> {
+    let offsets = try_committed(brokers, group, topic, partitions).await?;
+    Some(offsets.into_iter().flatten().sum())
+}
+
+async fn try_committed(
+    brokers: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> Option<Vec<Option<i64>>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .create()
+        .ok()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    tokio::task::spawn_blocking(move || {
+        let got = consumer
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .ok()?;
+        let offsets = got
+            .elements()
+            .iter()
+            .map(|e| match e.offset() {
+                Offset::Offset(o) => Some(o),
+                _ => None,
+            })
+            .collect();
+        Some(offsets)
+    })
+    .await
+    .ok()?
+}
+
+/// Starts a three-master Redis Cluster (append-only files under `dir`); returns the node URLs
+/// and process ids.
+pub fn start_redis_cluster(dir: &std::path::Path) -> (Vec<String>, Vec<u32>) {
+    let mut urls = Vec::new();
+    let mut pids = Vec::new();
+    for _ in 0..3 {
+        let (url, pid) = start_cluster_node(dir, free_port());
+        urls.push(url);
+        pids.push(pid);
+    }
+    let mut create = Command::new("redis-cli");
+    create.args(["--cluster", "create"]);
+    for url in &urls {
+        create.arg(url.trim_start_matches("redis://"));
+    }
+    let out = create
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .output()
+        .expect("redis-cli");
+    assert!(
+        out.status.success(),
+        "cluster create: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    for url in &urls {
+        wait_cluster_ok(url);
+    }
+    (urls, pids)
+}
+
+/// Starts (or restarts, with its state under `dir`) one cluster node on `port`.
+pub fn start_cluster_node(dir: &std::path::Path, port: u16) -> (String, u32) {
+    let node_dir = dir.join(port.to_string());
+    std::fs::create_dir_all(&node_dir).expect("node dir");
+    let node_dir = node_dir.display().to_string();
+    let port_text = port.to_string();
+    let args: Vec<String> = [
+        "--port",
+        &port_text,
+        "--bind",
+        "127.0.0.1",
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        "nodes.conf",
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+        "--save",
+        "",
+        "--dir",
+        &node_dir,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let pid = spawn_service("redis-server", &args);
+    wait_for_port(port);
+    (format!("redis://127.0.0.1:{port}"), pid)
+}
+
+/// Waits until the node at `url` says the cluster is healthy.
+pub fn wait_cluster_ok(url: &str) {
+    let port = url.rsplit(':').next().expect("port");
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let out = Command::new("redis-cli")
+            .args(["-p", port, "cluster", "info"])
+            .output()
+            .expect("redis-cli");
+        if String::from_utf8_lossy(&out.stdout).contains("cluster_state:ok") {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "cluster at {url} not ok"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits until `condition` holds, checking every 50 ms, failing after [`DEADLINE`].
+pub async fn eventually<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    while !condition().await {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A configuration for one test: the given TOML over the defaults, with the services, its own
+/// topics, group and key prefix, and short timeouts.
+pub fn config(toml: &str) -> Config {
+    let s = services();
+    let base = format!(
+        r#"
+[kafka]
+brokers = "{brokers}"
+group_id = "{group}"
+[kafka.consumer]
+"session.timeout.ms" = "6000"
+"fetch.wait.max.ms" = "10"
+[redis]
+url = "{redis}"
+key_prefix = "{prefix}:"
+[batch]
+max_wait = "50ms"
+"#,
+        brokers = s.brokers,
+        redis = s.redis_url,
+        group = unique("group"),
+        prefix = unique("t"),
+    );
+    let merged = merge_toml(&merge_toml(&base, &own_topics()), toml);
+    Config::from_toml(&merged).unwrap_or_else(|e| panic!("test config: {e}\n{merged}"))
+}
+
+/// `overlay` laid over `base`, table by table.
+fn merge_toml(base: &str, overlay: &str) -> String {
+    fn merge(a: &mut toml::Table, b: toml::Table) {
+        for (k, v) in b {
+            match (a.get_mut(&k), v) {
+                (Some(toml::Value::Table(at)), toml::Value::Table(bt)) => merge(at, bt),
+                (_, v) => {
+                    a.insert(k, v);
+                }
+            }
+        }
+    }
+    let mut a: toml::Table = base.parse().expect("base TOML");
+    merge(&mut a, overlay.parse().expect("overlay TOML"));
+    toml::to_string(&a).expect("TOML")
+}
+
+/// trendstream running in this process, stopped with [`Running::stop`].
+pub struct Running {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), trendstream::run::RunError>>,
+}
+
+pub fn start(config: Config) -> Running {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(trendstream::run::run(config, async {
+        let _ = stopped.await;
+    }));
+    Running {
+        stop: Some(stop),
+        task,
+    }
+}
+
+impl Running {
+    /// Asks for a graceful stop and returns how `run` ended.
+    pub async fn stop(mut self) -> Result<(), trendstream::run::RunError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.task).await.expect("run task")
+    }
+
+    /// Drops `run` wherever it is, like a crash (it leaves the group as its consumer drops).
+    pub async fn abort(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+
+    /// Waits for `run` to end by itself.
+    pub async fn join(mut self) -> Result<(), trendstream::run::RunError> {
+        (&mut self.task).await.expect("run task")
+    }
+}
+
+/// Creates the input, output and dead-letter topics of `config`, with `partitions` each.
+pub async fn create_topics(config: &Config, partitions: i32) {
+    let brokers = &config.kafka.brokers;
+    for (_, s) in config.enabled_streams() {
+        create_topic(brokers, &s.topic, partitions).await;
+    }
+    create_topic(brokers, &config.kafka.output_topic, 1).await;
+    create_topic(brokers, &config.kafka.dead_letter_topic, 1).await;
+}
+
+/// TOML that gives a test its own topics.
+fn own_topics() -> String {
+    format!(
+        r#"
+[kafka]
+output_topic = "{}"
+dead_letter_topic = "{}"
+[streams.danmu]
+topic = "{}"
+[streams.text]
+topic = "{}"
+"#,
+        unique("out"),
+        unique("dlq"),
+        unique("danmu"),
+        unique("text")
+    )
+}
+
+pub fn header<'m>(m: &'m OwnedMessage, key: &str) -> Option<&'m str> {
+    use rdkafka::message::Headers;
+    let headers = m.headers()?;
+    headers
+        .iter()
+        .find(|h| h.key == key)
+        .and_then(|h| h.value)
+        .map(|v| std::str::from_utf8(v).expect("UTF-8 header"))
+}
+
+/// `GET path` on `addr`: the status line and the body.
+pub async fn http_get(addr: &str, path: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .expect("request");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .await
+        .expect("response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
+    (
+        head.lines().next().unwrap_or("").to_owned(),
+        body.to_owned(),
+    )
+}
+
+pub async fn redis(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .expect("redis url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection")
+}

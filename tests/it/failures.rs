@@ -1,0 +1,187 @@
+//! Bad input and failing sinks: nothing is lost, nothing stops the stream.
+
+use std::time::Duration;
+
+use rdkafka::producer::FutureRecord;
+use rdkafka::Message;
+use redis::AsyncCommands;
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+const T: i64 = 1_763_780_000_000;
+
+fn danmu(room: &str, ts: i64, text: &str) -> Vec<u8> {
+    json!({"room_id": room, "ts": ts, "text": text})
+        .to_string()
+        .into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_records_of_every_kind_are_dead_lettered_and_the_stream_goes_on() {
+    let config = config("[input]\nmax_message_bytes = 200\n[streams.text]\nenabled = false\n[window]\nwidth = \"10s\"\nslide = \"10s\"\nout_of_orderness = \"0s\"");
+    create_topics(&config, 1).await;
+    let brokers = config.kafka.brokers.clone();
+    let topic = config.streams["danmu"].topic.clone();
+    let p = producer(&brokers);
+
+    let long = "长".repeat(100);
+    let bad: Vec<(&str, Vec<u8>)> = vec![
+        ("not_json", b"{\"room_id\":".to_vec()),
+        (
+            "invalid_utf8",
+            b"{\"room_id\":\"r1\",\"text\":\"\xff\xfe\"}".to_vec(),
+        ),
+        ("missing_field", br#"{"room_id":"r1","ts":1}"#.to_vec()),
+        (
+            "wrong_type",
+            br#"{"room_id":"r1","ts":"yesterday","text":"x"}"#.to_vec(),
+        ),
+        ("wrong_type", br#"{"room_id":["r1"],"text":"x"}"#.to_vec()),
+        ("bad_group_key", br#"{"room_id":"","text":"x"}"#.to_vec()),
+        ("too_large", danmu("r1", T, &long)),
+        ("timestamp_out_of_range", danmu("r1", -1, "x")),
+    ];
+    produce(&p, &topic, 0, "r1", &danmu("r1", T + 1_000, "主播"), &[]).await;
+    for (_, value) in &bad {
+        produce(&p, &topic, 0, "r1", value, &[("origin", "test")]).await;
+    }
+    // A tombstone: no value at all.
+    p.send(
+        FutureRecord::<str, [u8]>::to(&topic).partition(0).key("r1"),
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("tombstone");
+    produce(&p, &topic, 0, "r1", &danmu("r1", T + 2_000, "继续"), &[]).await;
+    produce(&p, &topic, 0, "r1", &danmu("r1", T + 10_000, "结束"), &[]).await;
+
+    let running = start(config.clone());
+    let dead = read_topic(
+        &brokers,
+        &config.kafka.dead_letter_topic,
+        bad.len() + 1,
+        Duration::from_millis(300),
+    )
+    .await;
+    let kinds: Vec<&str> = dead
+        .iter()
+        .map(|m| header(m, "trendstream.error.kind").unwrap())
+        .collect();
+    let mut expected: Vec<&str> = bad.iter().map(|(k, _)| *k).collect();
+    expected.push("no_value");
+    assert_eq!(kinds, expected);
+    for (i, m) in dead.iter().enumerate() {
+        assert_eq!(
+            header(m, "trendstream.source.offset"),
+            Some((i + 1).to_string().as_str())
+        );
+        assert_eq!(m.key(), Some(&b"r1"[..]));
+        if i < bad.len() {
+            assert_eq!(
+                m.payload(),
+                Some(bad[i].1.as_slice()),
+                "dead letter {i} keeps the value"
+            );
+            assert_eq!(
+                header(m, "origin"),
+                Some("test"),
+                "dead letter {i} keeps the headers"
+            );
+        } else {
+            assert_eq!(m.payload(), None);
+        }
+    }
+
+    // The good records around the bad ones were all counted.
+    let out = read_topic(
+        &brokers,
+        &config.kafka.output_topic,
+        1,
+        Duration::from_millis(300),
+    )
+    .await;
+    let window: Value = serde_json::from_slice(out[0].payload().unwrap()).unwrap();
+    assert_eq!(window["messages"], 2);
+    assert_eq!(window["top_terms"], json!([["主播", 1], ["继续", 1]]));
+
+    let group = config.kafka.group_id.clone();
+    let total = bad.len() as i64 + 4;
+    eventually("everything committed", || async {
+        committed(&brokers, &group, &topic, 1).await == vec![Some(total)]
+    })
+    .await;
+    running.stop().await.expect("clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn offsets_wait_for_redis_to_acknowledge() {
+    let port = free_port();
+    let redis_url = start_redis(port);
+    let config = config(&format!(
+        "[redis]\nurl = \"{redis_url}\"\n[retry]\ninitial_backoff = \"50ms\"\nmax_backoff = \"200ms\"\n[streams.text]\nenabled = false\n[window]\nwidth = \"10s\"\nslide = \"10s\"\nout_of_orderness = \"0s\""
+    ));
+    create_topics(&config, 1).await;
+    let brokers = config.kafka.brokers.clone();
+    let topic = config.streams["danmu"].topic.clone();
+    let group = config.kafka.group_id.clone();
+    let p = producer(&brokers);
+
+    // trendstream is consuming; then Redis goes away and a batch closes a window.
+    let running = start(config.clone());
+    produce(&p, &topic, 0, "r1", &danmu("r1", T + 1_000, "主播"), &[]).await;
+    eventually("the first record committed", || async {
+        committed(&brokers, &group, &topic, 1).await == vec![Some(1)]
+    })
+    .await;
+    kill(redis_pid(port).await);
+    produce(&p, &topic, 0, "r1", &danmu("r1", T + 10_000, "晚安"), &[]).await;
+
+    // The window record is out, so the batch was processed; its offsets are not committed.
+    let out = read_topic(
+        &brokers,
+        &config.kafka.output_topic,
+        1,
+        Duration::from_millis(300),
+    )
+    .await;
+    assert_eq!(out.len(), 1);
+    assert_eq!(committed(&brokers, &group, &topic, 1).await, vec![Some(1)]);
+
+    // Redis returns: the write is retried, then the batch is committed.
+    start_redis(port);
+    eventually("the batch committed after Redis came back", || async {
+        committed(&brokers, &group, &topic, 1).await == vec![Some(2)]
+    })
+    .await;
+    let mut r = redis(&redis_url).await;
+    let board: Vec<(String, u64)> = r
+        .zrevrange_withscores(format!("{}hot:danmu:r1", config.redis.key_prefix), 0, -1)
+        .await
+        .unwrap();
+    assert_eq!(board, vec![("主播".to_owned(), 1)]);
+    // Retrying Redis did not send the window record again.
+    let out = read_topic(
+        &brokers,
+        &config.kafka.output_topic,
+        1,
+        Duration::from_millis(500),
+    )
+    .await;
+    assert_eq!(out.len(), 1);
+    running.stop().await.expect("clean stop");
+}
+
+/// The process id of the redis-server on `port`.
+async fn redis_pid(port: u16) -> u32 {
+    let mut r = redis(&format!("redis://127.0.0.1:{port}")).await;
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query_async(&mut r)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("process_id:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("process_id in INFO")
+}

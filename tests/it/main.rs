@@ -1,0 +1,9 @@
+//! Integration tests: trendstream against a real broker (tansu) and a real Redis.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod chaos;
+mod failures;
+mod pipeline;
+mod process;

@@ -1,0 +1,222 @@
+//! The `trendstream` binary as a process: configuration checks, signals and exit codes.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_trendstream");
+
+fn check_config(env: &[(&str, &str)], file: Option<&Path>) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("check-config");
+    if let Some(file) = file {
+        cmd.arg("--config").arg(file);
+    }
+    cmd.envs(env.iter().copied())
+        .output()
+        .expect("run trendstream")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).trim().to_owned()
+}
+
+#[test]
+fn check_config_prints_the_effective_config_with_environment_overrides() {
+    let out = check_config(
+        &[
+            ("TRENDSTREAM_WINDOW__WIDTH", "5m"),
+            ("TRENDSTREAM_KAFKA__CONSUMER__FETCH_WAIT_MAX_MS", "50"),
+            ("TRENDSTREAM_STREAMS__DANMU__TOPIC", "live-danmu"),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let printed: toml::Table = String::from_utf8(out.stdout).unwrap().parse().unwrap();
+    assert_eq!(printed["window"]["width"].as_str(), Some("5m"));
+    assert_eq!(printed["window"]["slide"].as_str(), Some("10s"));
+    assert_eq!(
+        printed["kafka"]["consumer"]["fetch.wait.max.ms"].as_str(),
+        Some("50")
+    );
+    assert_eq!(
+        printed["streams"]["danmu"]["topic"].as_str(),
+        Some("live-danmu")
+    );
+}
+
+#[test]
+fn bad_config_stops_with_the_key_and_the_value() {
+    let out = check_config(&[("TRENDSTREAM_WINDOW__SLIDE", "7s")], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        "trendstream: window.slide (7s) must divide window.width (1m)"
+    );
+
+    let out = check_config(&[("TRENDSTREAM_OUTPUT__TOP_K", "0")], None);
+    assert_eq!(
+        stderr(&out),
+        "trendstream: output.top_k (0) must be between 1 and 10000"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "[window]\nwidht = \"1m\"\n").unwrap();
+    let out = check_config(&[], Some(&file));
+    assert_eq!(out.status.code(), Some(1));
+    let msg = stderr(&out);
+    assert!(
+        msg.contains("unknown field") && msg.contains("widht") && msg.contains("window"),
+        "{msg}"
+    );
+
+    let out = check_config(&[], Some(&dir.path().join("missing.toml")));
+    assert!(stderr(&out).contains("--config"), "{}", stderr(&out));
+}
+
+/// Writes `config` to a file and starts `trendstream run` on it.
+fn spawn_run(
+    config: &trendstream::config::Config,
+    dir: &Path,
+    extra_args: &[&str],
+) -> std::process::Child {
+    let file = dir.join("trendstream.toml");
+    std::fs::write(&file, config.to_toml()).unwrap();
+    Command::new(BIN)
+        .arg("run")
+        .arg("--config")
+        .arg(&file)
+        .args(extra_args)
+        .env("RUST_LOG", "trendstream=debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start trendstream")
+}
+
+async fn wait_exit(child: std::process::Child) -> Output {
+    tokio::time::timeout(
+        DEADLINE,
+        tokio::task::spawn_blocking(move || child.wait_with_output()),
+    )
+    .await
+    .expect("trendstream exits")
+    .unwrap()
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_commits_leaves_the_group_and_exits_zero() {
+    let config = config("[streams.text]\nenabled = false");
+    create_topics(&config, 1).await;
+    let brokers = config.kafka.brokers.clone();
+    let topic = config.streams["danmu"].topic.clone();
+    let group = config.kafka.group_id.clone();
+    let p = producer(&brokers);
+    for i in 0..20 {
+        let value = json!({"room_id": "r1", "ts": 1_000 + i, "text": "晚上好"}).to_string();
+        produce(&p, &topic, 0, "r1", value.as_bytes(), &[]).await;
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let child = spawn_run(&config, dir.path(), &["--json-logs"]);
+    let pid = child.id();
+    eventually("all records committed", || async {
+        committed(&brokers, &group, &topic, 1).await == vec![Some(20)]
+    })
+    .await;
+    Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    let out = wait_exit(child).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    // Logs are JSON lines; every batch is logged with its counts, and the group is left.
+    let lines: Vec<Value> = stderr(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let batched: u64 = lines
+        .iter()
+        .filter(|l| l["message"] == "Batch committed.")
+        .map(|l| l["records"].as_u64().unwrap())
+        .sum();
+    assert_eq!(batched, 20);
+    let spans: u64 = lines
+        .iter()
+        .filter(|l| l["message"] == "Batch committed.")
+        .map(|l| {
+            l["span"]["records"]
+                .as_u64()
+                .expect("batch span with its record count")
+        })
+        .sum();
+    assert_eq!(spans, 20);
+    assert!(lines
+        .iter()
+        .any(|l| l["message"] == "Shutting down: leaving the group."));
+    // A new member of the group gets the partition at once: the old one left, it did not
+    // just go silent until its session timed out.
+    let members = group_members(&brokers, &group).await;
+    assert_eq!(members, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_topic_stops_start_up_naming_the_key() {
+    let config = config("[streams.text]\nenabled = false");
+    // Only the input topic exists.
+    create_topic(&config.kafka.brokers, &config.streams["danmu"].topic, 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = wait_exit(spawn_run(&config, dir.path(), &[])).await;
+    assert_eq!(out.status.code(), Some(1));
+    let last = stderr(&out).lines().last().unwrap_or_default().to_owned();
+    assert_eq!(
+        last,
+        format!(
+            "trendstream: kafka.output_topic ({}) names a topic that does not exist",
+            config.kafka.output_topic
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unreachable_redis_is_fatal_after_retrying() {
+    let port = free_port();
+    let config = config(&format!(
+        "[redis]\nurl = \"redis://127.0.0.1:{port}\"\n[retry]\ninitial_backoff = \"50ms\"\nmax_backoff = \"100ms\"\ngive_up_after = \"1s\"\n[streams.text]\nenabled = false"
+    ));
+    create_topics(&config, 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = wait_exit(spawn_run(&config, dir.path(), &[])).await;
+    assert_eq!(out.status.code(), Some(1));
+    let last = stderr(&out).lines().last().unwrap_or_default().to_owned();
+    assert!(
+        last.starts_with("trendstream: gave up after")
+            && last.contains(&format!("127.0.0.1:{port}")),
+        "{last}"
+    );
+}
+
+/// Members of a consumer group, as the broker sees them.
+async fn group_members(brokers: &str, group: &str) -> usize {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let group = group.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let list = consumer
+            .fetch_group_list(Some(&group), Duration::from_secs(10))
+            .expect("group list");
+        list.groups().iter().map(|g| g.members().len()).sum()
+    })
+    .await
+    .unwrap()
+}

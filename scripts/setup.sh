@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what trendstream's demo and tests need and the machine lacks; does nothing when all
+# is there. Debian-based machine, as root (or with sudo), with crates.io and Debian packages.
+set -euo pipefail
+
+TANSU_VERSION=0.6.0
+export PATH="$HOME/.cargo/bin:$PATH"
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_updated=
+apt_install() {
+  if [ -z "$apt_updated" ]; then
+    as_root apt-get update -qq
+    apt_updated=1
+  fi
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@"
+}
+
+need=()
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v setpriv >/dev/null || need+=(util-linux)
+command -v cc >/dev/null || need+=(build-essential)
+command -v make >/dev/null || need+=(make)
+command -v python3 >/dev/null || need+=(python3)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing ${need[*]}"
+  apt_install "${need[@]}"
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "setup: cargo is missing: install Rust (rustup) first" >&2
+  exit 1
+fi
+
+if [ "$(tansu --version 2>/dev/null)" != "tansu $TANSU_VERSION" ]; then
+  echo "setup: installing the tansu broker $TANSU_VERSION (about 10 minutes, once)"
+  cargo install tansu --locked --version "$TANSU_VERSION" --features dynostore,libsql
+fi

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what is missing, checks formatting and lints, then runs the
+# unit and integration tests (which start their own tansu broker and redis-server).
+# TEST_KAFKA_BROKERS=host:port and TEST_REDIS_URL=redis://host:port point them at running ones.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo test --all-targets --locked

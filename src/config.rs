@@ -63,6 +63,7 @@ pub struct Config {
     pub output: OutputConfig,
     pub redis: RedisConfig,
     pub retry: RetryConfig,
+    pub ownership: OwnershipConfig,
     pub log: LogConfig,
     pub http: HttpConfig,
 }
@@ -183,6 +184,17 @@ pub struct RetryConfig {
     /// Failing this long is fatal.
     #[serde(with = "humantime_serde")]
     pub give_up_after: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnershipConfig {
+    /// How often leases on the assigned partitions are renewed and all leases checked.
+    #[serde(with = "humantime_serde")]
+    pub renew_every: Duration,
+    /// A lease's time to live; a partition without one for this long again is orphaned.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -433,6 +445,24 @@ impl Config {
                 format!(
                     "must be at least retry.initial_backoff ({})",
                     show(r.initial_backoff)
+                ),
+            ));
+        }
+        let o = &self.ownership;
+        if o.renew_every.is_zero() {
+            return Err(invalid(
+                "ownership.renew_every",
+                "0s",
+                "must be longer than 0",
+            ));
+        }
+        if o.lease < o.renew_every * 3 {
+            return Err(invalid(
+                "ownership.lease",
+                show(o.lease),
+                format!(
+                    "must be at least three times ownership.renew_every ({})",
+                    show(o.renew_every)
                 ),
             ));
         }

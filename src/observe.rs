@@ -23,9 +23,11 @@ pub struct Metrics {
     pub late_dropped: AtomicU64,
     pub replayed: AtomicU64,
     pub windows_closed: AtomicU64,
+    pub rejoins: AtomicU64,
     /// Gauges.
     pub open_groups: AtomicU64,
     pub partitions_held: AtomicU64,
+    pub partitions_unowned: AtomicU64,
     pub ready: AtomicBool,
 }
 
@@ -90,6 +92,12 @@ impl Metrics {
                 get(&self.windows_closed),
             ),
             (
+                "rejoins_total",
+                "counter",
+                "Times this instance rejoined the group because partitions had no owner.",
+                get(&self.rejoins),
+            ),
+            (
                 "open_groups",
                 "gauge",
                 "Groups with open windows.",
@@ -100,6 +108,12 @@ impl Metrics {
                 "gauge",
                 "Partitions whose windows this instance holds.",
                 get(&self.partitions_held),
+            ),
+            (
+                "partitions_unowned",
+                "gauge",
+                "Input partitions without a live lease at the last check.",
+                get(&self.partitions_unowned),
             ),
             (
                 "ready",

@@ -2,6 +2,7 @@
 //! partitions from their checkpoints, and commits.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,10 +19,19 @@ use crate::engine::Engine;
 use crate::sink::redis::RedisSink;
 use crate::sink::with_retry;
 
-/// Revocations seen by the rebalance callback, for the loop to act on.
+/// Revocations seen by the rebalance callback, for the loop to act on, and a count of
+/// assignments.
 #[derive(Default)]
 pub struct RebalanceContext {
     revoked: Mutex<Vec<(String, i32)>>,
+    assignments: AtomicU64,
+}
+
+impl RebalanceContext {
+    /// How many assignments (rebalances this instance took part in) there have been.
+    pub fn assignments(&self) -> u64 {
+        self.assignments.load(Ordering::Relaxed)
+    }
 }
 
 impl ClientContext for RebalanceContext {}
@@ -36,7 +46,10 @@ impl ConsumerContext for RebalanceContext {
                 }
                 info!(partitions = tpl.count(), "Partitions revoked.");
             }
-            Rebalance::Assign(tpl) => info!(partitions = tpl.count(), "Partitions assigned."),
+            Rebalance::Assign(tpl) => {
+                self.assignments.fetch_add(1, Ordering::Relaxed);
+                info!(partitions = tpl.count(), "Partitions assigned.");
+            }
             Rebalance::Error(err) => warn!(error = %err, "Rebalance failed."),
         }
     }
@@ -65,9 +78,18 @@ pub(super) fn create_consumer(config: &Config) -> Result<Kafka, RunError> {
         .map_err(RunError::CreateConsumer)
 }
 
-/// Every topic trendstream reads or writes must exist before it starts. Returns the number of
-/// partitions of the output topic.
-pub(super) async fn check_topics(consumer: &Arc<Kafka>, config: &Config) -> Result<i32, RunError> {
+/// The partitions trendstream reads from and writes to.
+pub(super) struct Topology {
+    /// Every partition of the input topics.
+    pub inputs: Vec<(String, i32)>,
+    pub output_partitions: i32,
+}
+
+/// Every topic trendstream reads or writes must exist before it starts.
+pub(super) async fn check_topics(
+    consumer: &Arc<Kafka>,
+    config: &Config,
+) -> Result<Topology, RunError> {
     let c = Arc::clone(consumer);
     let metadata = tokio::task::spawn_blocking(move || c.fetch_metadata(None, METADATA_TIMEOUT))
         .await
@@ -99,30 +121,34 @@ pub(super) async fn check_topics(consumer: &Arc<Kafka>, config: &Config) -> Resu
             });
         }
     }
-    let output = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == config.kafka.output_topic)
-        .map_or(1, |t| t.partitions().len() as i32);
-    Ok(output.max(1))
+    let partitions = |topic: &str| {
+        metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .map_or(1, |t| t.partitions().len() as i32)
+    };
+    Ok(Topology {
+        inputs: config
+            .enabled_streams()
+            .flat_map(|(_, s)| (0..partitions(&s.topic)).map(|p| (s.topic.clone(), p)))
+            .collect(),
+        output_partitions: partitions(&config.kafka.output_topic).max(1),
+    })
 }
 
 /// Receives records until the batch is full, `batch.max_wait` has passed since its first
-/// record, or shutdown is asked for (the `bool`).
+/// record, shutdown is asked for (the `bool`), or `idle_until` has come with no record.
 pub(super) async fn poll_batch<'c>(
     consumer: &'c Kafka,
     config: &Config,
+    idle_until: Instant,
     mut shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
 ) -> Result<(Vec<BorrowedMessage<'c>>, bool), RunError> {
     let mut batch = Vec::new();
     let mut deadline: Option<Instant> = None;
     loop {
-        let until_deadline = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending().await,
-            }
-        };
+        let until_deadline = tokio::time::sleep_until(deadline.unwrap_or(idle_until));
         let received = tokio::select! {
             biased;
             () = shutdown.as_mut() => return Ok((batch, true)),

@@ -4,9 +4,11 @@
 //!
 //! - [`consumer`]: the Kafka side — the consumer, rebalances, taking up partitions, commits.
 //! - [`batch`]: one batch through the engine and the sinks, up to its checkpoints.
+//! - [`ownership`]: partition leases in Redis, and rejoining when a partition has no owner.
 
 mod batch;
 mod consumer;
+mod ownership;
 
 use std::future::Future;
 use std::sync::atomic::Ordering;
@@ -32,6 +34,7 @@ use batch::handle_batch;
 use consumer::{
     check_topics, create_consumer, drop_revoked, poll_batch, take_up_partitions, RebalanceContext,
 };
+use ownership::Ownership;
 
 /// How long start-up waits for broker metadata.
 pub(super) const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
@@ -82,15 +85,23 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     }));
     let mut engine = Engine::new(&config, extractor);
     let consumer = Arc::new(create_consumer(&config)?);
-    let output_partitions = check_topics(&consumer, &config).await?;
-    let mut kafka =
-        KafkaSink::new(&config.kafka, output_partitions).map_err(RunError::CreateProducer)?;
+    let topology = check_topics(&consumer, &config).await?;
+    let mut kafka = KafkaSink::new(&config.kafka, topology.output_partitions)
+        .map_err(RunError::CreateProducer)?;
+
     let redis = with_retry(&config.retry, "redis connect", || {
         RedisSink::connect(&config.redis)
     })
     .await?;
 
     let metrics = Arc::new(Metrics::default());
+    let ownership = Ownership::start(
+        Arc::clone(&consumer),
+        redis.clone(),
+        &config,
+        topology.inputs,
+        Arc::clone(&metrics),
+    );
     let stop_http = CancellationToken::new();
     if !config.http.listen.is_empty() {
         let listener = TcpListener::bind(&config.http.listen)
@@ -106,7 +117,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         ));
     }
 
-    let topics: Vec<&str> = engine.streams().iter().map(|s| s.topic.as_str()).collect();
+    let topics: Vec<&str> = config
+        .enabled_streams()
+        .map(|(_, s)| s.topic.as_str())
+        .collect();
     consumer.subscribe(&topics).map_err(RunError::Subscribe)?;
     info!(group = %config.kafka.group_id, ?topics, "Consuming.");
 
@@ -117,7 +131,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     };
     metrics.ready.store(true, Ordering::Relaxed);
     loop {
-        let (batch, stopping) = poll_batch(&consumer, &config, shutdown.as_mut()).await?;
+        let idle_until = Instant::now() + config.ownership.renew_every;
+        let (batch, stopping) =
+            poll_batch(&consumer, &config, idle_until, shutdown.as_mut()).await?;
         let batch = drop_revoked(&consumer, &mut engine, batch);
         if !batch.is_empty() {
             take_up_partitions(&consumer, &mut engine, &redis, &config, &batch).await?;
@@ -138,9 +154,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         if stopping {
             break;
         }
+        if ownership.rejoin_wanted() {
+            consumer.unsubscribe();
+            consumer.subscribe(&topics).map_err(RunError::Subscribe)?;
+            metrics.rejoins.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     metrics.ready.store(false, Ordering::Relaxed);
+    drop(ownership);
     info!("Shutting down: leaving the group.");
     consumer.unsubscribe();
     kafka.close(Duration::from_secs(10));

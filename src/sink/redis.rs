@@ -6,6 +6,9 @@
 //!   puts both keys in one cluster slot. Writing a window twice changes nothing.
 //! - A partition's checkpoint is the hash `<prefix>ckpt:<kafka group>:<topic>:<partition>`,
 //!   replaced only by a checkpoint that is not behind it (see [`crate::engine::Checkpoint`]).
+//! - A partition's lease is the string `{<prefix>lease:<kafka group>}:<topic>:<partition>`,
+//!   holding its owner's name with a time to live; one hash tag keeps a group's leases in one
+//!   cluster slot, so they are read with one `MGET`.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -251,6 +254,62 @@ impl RedisSink {
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(0),
         }))
+    }
+}
+
+impl RedisSink {
+    fn lease_key(&self, kafka_group: &str, topic: &str, partition: i32) -> String {
+        format!(
+            "{{{}lease:{kafka_group}}}:{topic}:{partition}",
+            self.key_prefix
+        )
+    }
+
+    /// Sets (or renews) `owner`'s lease on each of `partitions` for `ttl`.
+    pub async fn renew_leases(
+        &self,
+        kafka_group: &str,
+        owner: &str,
+        partitions: &[(String, i32)],
+        ttl: Duration,
+    ) -> Result<(), SinkError> {
+        if partitions.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for (topic, partition) in partitions {
+            pipe.cmd("SET")
+                .arg(self.lease_key(kafka_group, topic, *partition))
+                .arg(owner)
+                .arg("PX")
+                .arg(ttl.as_millis() as u64)
+                .ignore();
+        }
+        let mut conn = self.conn.clone();
+        pipe.query_async::<()>(&mut conn)
+            .await
+            .map_err(SinkError::RedisWrite)
+    }
+
+    /// Whether each of `partitions` has a live lease.
+    pub async fn leased(
+        &self,
+        kafka_group: &str,
+        partitions: &[(String, i32)],
+    ) -> Result<Vec<bool>, SinkError> {
+        if partitions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut mget = redis::cmd("MGET");
+        for (topic, partition) in partitions {
+            mget.arg(self.lease_key(kafka_group, topic, *partition));
+        }
+        let mut conn = self.conn.clone();
+        let owners: Vec<Option<String>> = mget
+            .query_async(&mut conn)
+            .await
+            .map_err(SinkError::RedisRead)?;
+        Ok(owners.into_iter().map(|o| o.is_some()).collect())
     }
 }
 

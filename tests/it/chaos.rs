@@ -25,34 +25,28 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
 #[tokio::test(flavor = "multi_thread")]
 async fn instances_dying_mid_batch_and_a_redis_restart_change_no_count() {
     let _turn = ONE_AT_A_TIME.lock().await;
-    chaos(false, false, true).await;
+    chaos(false, Crashes::InProcess).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn instances_dying_mid_batch_and_a_redis_restart_change_no_count_on_a_redis_cluster() {
+async fn kill_9_scaling_and_redis_and_broker_restarts_change_no_count() {
     let _turn = ONE_AT_A_TIME.lock().await;
-    chaos(true, false, true).await;
+    chaos(false, Crashes::Processes).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "tansu 0.6 keeps a SIGKILLed member in the group, so its partitions stay orphaned"]
-async fn crashes_rebalances_and_a_redis_restart_change_no_count() {
+async fn kill_9_scaling_and_redis_and_broker_restarts_change_no_count_on_a_redis_cluster() {
     let _turn = ONE_AT_A_TIME.lock().await;
-    chaos(false, false, false).await;
+    chaos(true, Crashes::Processes).await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-#[ignore = "tansu 0.6 keeps a SIGKILLed member in the group, so its partitions stay orphaned"]
-async fn crashes_rebalances_and_a_redis_restart_change_no_count_on_a_redis_cluster() {
-    let _turn = ONE_AT_A_TIME.lock().await;
-    chaos(true, false, false).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-#[ignore = "tansu 0.6 keeps a SIGKILLed member in the group, so its partitions stay orphaned"]
-async fn a_broker_restart_changes_no_count() {
-    let _turn = ONE_AT_A_TIME.lock().await;
-    chaos(false, true, false).await;
+/// How instances die.
+enum Crashes {
+    /// In this process: `run`'s task is dropped at whatever it awaits.
+    InProcess,
+    /// As processes: `kill -9` at random points, restarts, one added and one removed, and the
+    /// broker restarted too.
+    Processes,
 }
 
 /// Where Redis is, and how to restart (one node of) it.
@@ -165,6 +159,9 @@ ttl = "1h"
 initial_backoff = "50ms"
 max_backoff = "500ms"
 give_up_after = "5m"
+[ownership]
+renew_every = "500ms"
+lease = "4s"
 "#,
             group = self.group,
             output = self.output,
@@ -192,6 +189,34 @@ async fn wait_progress(brokers: &str, run: &Run, danmu: &str, text: &str, at_lea
     .await;
 }
 
+/// Prints the end of every instance's log when the test fails, before the directory goes.
+struct LogsOnFailure<'a>(&'a Path);
+
+impl Drop for LogsOnFailure<'_> {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let Ok(entries) = std::fs::read_dir(self.0) else {
+            return;
+        };
+        let keep = Path::new(env!("CARGO_TARGET_TMPDIR")).join("chaos-logs");
+        let _ = std::fs::create_dir_all(&keep);
+        eprintln!("whole logs copied to {}", keep.display());
+        for path in entries.flatten().map(|e| e.path()) {
+            if path.extension().is_some_and(|e| e == "log") {
+                let _ = std::fs::copy(&path, keep.join(path.file_name().unwrap()));
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                eprintln!("--- {} (last 25 lines)", path.display());
+                for line in &lines[lines.len().saturating_sub(25)..] {
+                    eprintln!("{line}");
+                }
+            }
+        }
+    }
+}
+
 fn spawn_instance(config: &Path, log: &Path) -> Child {
     let log = std::fs::File::create(log).expect("log file");
     Command::new(BIN)
@@ -211,7 +236,7 @@ fn terminate(mut child: Child) -> std::process::ExitStatus {
     child.wait().expect("wait")
 }
 
-async fn chaos(cluster: bool, restart_broker: bool, abort_in_process: bool) {
+async fn chaos(cluster: bool, crashes: Crashes) {
     let dir = tempfile::tempdir().unwrap();
     let tansu_port = free_port();
     let db = dir.path().join("broker.db");
@@ -274,7 +299,7 @@ async fn chaos(cluster: bool, restart_broker: bool, abort_in_process: bool) {
     wait_progress(&brokers, &clean, &danmu, &text, total).await;
     reference.stop().await.expect("clean run stops cleanly");
 
-    if abort_in_process {
+    if let Crashes::InProcess = crashes {
         // Instances die mid-batch (their task is dropped at whatever it was awaiting); others
         // take over, while Redis restarts.
         let config =
@@ -293,24 +318,15 @@ async fn chaos(cluster: bool, restart_broker: bool, abort_in_process: bool) {
         third.stop().await.expect("the last instance stops cleanly");
     } else {
         processes(
-            &dir,
-            &brokers,
-            &redis,
-            &chaotic,
-            &danmu,
-            &text,
-            restart_broker,
-            tansu_port,
-            tansu_pid,
-            &db,
+            &dir, &brokers, &redis, &chaotic, &danmu, &text, tansu_port, tansu_pid, &db,
         )
         .await;
     }
     compare(&dir, &brokers, &redis, &clean, &chaotic).await;
 }
 
-/// Three instances as processes: killed, restarted, one added, one removed; Redis restarted,
-/// and the broker if asked.
+/// Three instances as processes: `kill -9`ed and restarted at random points, one added and
+/// one removed; Redis restarted, then the broker. `CHAOS_SEED` repeats a run's points.
 #[allow(clippy::too_many_arguments)]
 async fn processes(
     dir: &tempfile::TempDir,
@@ -319,46 +335,73 @@ async fn processes(
     chaotic: &Run,
     danmu: &str,
     text: &str,
-    restart_broker: bool,
     tansu_port: u16,
-    mut tansu_pid: u32,
+    tansu_pid: u32,
     db: &Path,
 ) {
-    let total = RECORDS as i64;
-    let (brokers, danmu, text) = (brokers.to_owned(), danmu.to_owned(), text.to_owned());
+    use rand::{Rng, SeedableRng};
+    let seed = std::env::var("CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random::<u64>);
+    eprintln!("chaos points from CHAOS_SEED={seed}");
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+    // Seven events, each at a random point of its own stretch of the run.
+    let mut at = (0..7).map(|i| {
+        let stretch = RECORDS as f64 / 8.0;
+        let point = stretch * (i as f64 + 0.5 + rng.random::<f64>());
+        point as i64
+    });
+    let mut next_point = move || at.next().expect("seven points");
+    let _logs = LogsOnFailure(dir.path());
+    let started = std::time::Instant::now();
+    let event = |what: &str| eprintln!("{:>6.1?} {what}", started.elapsed());
+
     let config_file = dir.path().join("chaos.toml");
-    std::fs::write(&config_file, chaotic.toml(&brokers, redis, &danmu, &text)).unwrap();
+    std::fs::write(&config_file, chaotic.toml(brokers, redis, danmu, text)).unwrap();
     let log = |name: &str| dir.path().join(format!("{name}.log"));
+    let wait = |at_least| wait_progress(brokers, chaotic, danmu, text, at_least);
     let mut a = spawn_instance(&config_file, &log("a1"));
     let b = spawn_instance(&config_file, &log("b"));
     let mut c = spawn_instance(&config_file, &log("c1"));
 
-    wait_progress(&brokers, chaotic, &danmu, &text, total / 10).await;
+    wait(next_point()).await;
+    event("kill -9 a");
     a.kill().unwrap();
     a.wait().unwrap();
     let a = spawn_instance(&config_file, &log("a2"));
 
-    wait_progress(&brokers, chaotic, &danmu, &text, total / 4).await;
+    wait(next_point()).await;
+    event("add d");
     let d = spawn_instance(&config_file, &log("d"));
 
-    wait_progress(&brokers, chaotic, &danmu, &text, total * 2 / 5).await;
+    wait(next_point()).await;
+    event("restart Redis");
     (redis.restart)();
 
-    wait_progress(&brokers, chaotic, &danmu, &text, total * 11 / 20).await;
+    wait(next_point()).await;
+    event("stop b");
     assert!(terminate(b).success(), "a removed instance stops cleanly");
 
-    if restart_broker {
-        wait_progress(&brokers, chaotic, &danmu, &text, total * 13 / 20).await;
-        kill(tansu_pid);
-        tansu_pid = start_tansu(tansu_port, Some(db)).1;
-    }
+    wait(next_point()).await;
+    event("restart the broker");
+    kill(tansu_pid);
+    let (_, tansu_pid) = start_tansu(tansu_port, Some(db));
 
-    wait_progress(&brokers, chaotic, &danmu, &text, total * 3 / 4).await;
+    wait(next_point()).await;
+    event("kill -9 c");
     c.kill().unwrap();
     c.wait().unwrap();
-    let c = spawn_instance(&config_file, &log("c2"));
+    let mut c = spawn_instance(&config_file, &log("c2"));
 
-    wait_progress(&brokers, chaotic, &danmu, &text, total).await;
+    wait(next_point()).await;
+    event("kill -9 c again");
+    c.kill().unwrap();
+    c.wait().unwrap();
+    let c = spawn_instance(&config_file, &log("c3"));
+
+    wait(RECORDS as i64).await;
+    event("all records committed");
     for instance in [a, c, d] {
         assert!(terminate(instance).success(), "instances stop cleanly");
     }

@@ -1,0 +1,164 @@
+//! Partition leases: a safety net for brokers that keep a dead member's assignment.
+//!
+//! Apache Kafka rebalances a group when a member stops heartbeating, so every partition always
+//! has an owner. tansu 0.6 drops such a member without a rebalance: its partitions stay
+//! assigned to nobody and their records wait forever. So every instance keeps a lease in Redis
+//! on each partition assigned to it and, at the same interval, checks that every partition of
+//! the input topics has a live lease. When some have none for a whole lease time, with no
+//! rebalance of its own in between, the loop leaves and rejoins the group: the broker then
+//! assigns every partition again (and, on tansu, chooses a new leader if the dead member led).
+//!
+//! Leases are kept by a task of their own, so an instance busy with a slow batch (Redis
+//! retries, a long replay) keeps them: a lease says "a live member holds this partition".
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use rdkafka::consumer::Consumer;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use super::Kafka;
+use crate::config::Config;
+use crate::observe::Metrics;
+use crate::sink::redis::RedisSink;
+
+/// The lease task, and its verdict.
+pub(super) struct Ownership {
+    rejoin: Arc<AtomicBool>,
+    task: JoinHandle<()>,
+}
+
+impl Ownership {
+    /// Starts keeping leases on the partitions assigned to `consumer` and watching every one of
+    /// `partitions` (the input topics').
+    pub(super) fn start(
+        consumer: Arc<Kafka>,
+        redis: RedisSink,
+        config: &Config,
+        partitions: Vec<(String, i32)>,
+        metrics: Arc<Metrics>,
+    ) -> Ownership {
+        let rejoin = Arc::new(AtomicBool::new(false));
+        let leases = Leases {
+            owner: format!("{}-{:016x}", config.kafka.client_id, rand::random::<u64>()),
+            group: config.kafka.group_id.clone(),
+            partitions,
+            config: config.ownership.clone(),
+            consumer,
+            redis,
+            metrics,
+            rejoin: Arc::clone(&rejoin),
+        };
+        Ownership {
+            rejoin,
+            task: tokio::spawn(leases.keep()),
+        }
+    }
+
+    /// Whether some partition has had no owner for a lease time: the loop should rejoin.
+    pub(super) fn rejoin_wanted(&self) -> bool {
+        self.rejoin.swap(false, Ordering::Relaxed)
+    }
+}
+
+impl Drop for Ownership {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct Leases {
+    /// This instance's name in the leases.
+    owner: String,
+    group: String,
+    /// Every partition of the input topics.
+    partitions: Vec<(String, i32)>,
+    config: crate::config::OwnershipConfig,
+    consumer: Arc<Kafka>,
+    redis: RedisSink,
+    metrics: Arc<Metrics>,
+    rejoin: Arc<AtomicBool>,
+}
+
+impl Leases {
+    async fn keep(self) {
+        let mut tick = tokio::time::interval(self.config.renew_every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Since when some partition has had no lease, with no rebalance here in between.
+        let mut missing_since: Option<Instant> = None;
+        let mut assignments_seen = 0;
+        loop {
+            tick.tick().await;
+            let assignments = self.consumer.context().assignments();
+            if assignments != assignments_seen {
+                // A rebalance here: the broker is assigning partitions anyway; start over.
+                assignments_seen = assignments;
+                missing_since = None;
+            }
+            if assignments == 0 {
+                continue; // Not a member yet.
+            }
+            let Some(orphans) = self.renew_and_check().await else {
+                continue;
+            };
+            self.metrics
+                .partitions_unowned
+                .store(orphans.len() as u64, Ordering::Relaxed);
+            if orphans.is_empty() {
+                missing_since = None;
+                continue;
+            }
+            debug!(?orphans, "Partitions without a lease.");
+            let since = *missing_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= self.config.lease {
+                warn!(
+                    partitions = ?orphans,
+                    "Partitions without an owner: rejoining the group so the broker assigns \
+                     them again."
+                );
+                self.rejoin.store(true, Ordering::Relaxed);
+                missing_since = None;
+            }
+        }
+    }
+
+    /// Renews the leases on the partitions assigned here; returns the partitions with no live
+    /// lease, or `None` when Redis or the consumer could not tell.
+    async fn renew_and_check(&self) -> Option<Vec<String>> {
+        let assigned: Vec<(String, i32)> = match self.consumer.assignment() {
+            Ok(tpl) => tpl
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_owned(), e.partition()))
+                .collect(),
+            Err(err) => {
+                warn!(error = %err, "Cannot read the assignment.");
+                return None;
+            }
+        };
+        let leased = match self
+            .redis
+            .renew_leases(&self.group, &self.owner, &assigned, self.config.lease)
+            .await
+        {
+            Ok(()) => self.redis.leased(&self.group, &self.partitions).await,
+            Err(err) => Err(err),
+        };
+        match leased {
+            Ok(leased) => Some(
+                self.partitions
+                    .iter()
+                    .zip(leased)
+                    .filter(|(_, leased)| !leased)
+                    .map(|((topic, partition), _)| format!("{topic}/{partition}"))
+                    .collect(),
+            ),
+            Err(err) => {
+                warn!(error = %err, "Cannot renew or read partition leases.");
+                None
+            }
+        }
+    }
+}

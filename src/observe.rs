@@ -1,8 +1,8 @@
 //! Observe: the numbers an operator watches, and readiness, over HTTP.
 //!
 //! `GET /metrics` answers in the Prometheus text format; `GET /ready` answers 200 when the
-//! instance is consuming with every partition it holds caught up (no replay under way), 503
-//! before that and once shutdown has begun. Counters are atomics updated once per batch.
+//! instance is consuming with every partition it holds caught up (no replay under way, no
+//! rebalance in progress), 503 before that and once shutdown has begun. Counters are atomics updated once per batch.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,6 +27,7 @@ pub struct Metrics {
     /// Gauges.
     pub open_groups: AtomicU64,
     pub partitions_held: AtomicU64,
+    pub partitions_assigned: AtomicU64,
     pub partitions_unowned: AtomicU64,
     pub ready: AtomicBool,
 }
@@ -108,6 +109,12 @@ impl Metrics {
                 "gauge",
                 "Partitions whose windows this instance holds.",
                 get(&self.partitions_held),
+            ),
+            (
+                "partitions_assigned",
+                "gauge",
+                "Input partitions assigned to this instance.",
+                get(&self.partitions_assigned),
             ),
             (
                 "partitions_unowned",

@@ -2,7 +2,7 @@
 //! partitions from their checkpoints, and commits.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,12 +25,18 @@ use crate::sink::with_retry;
 pub struct RebalanceContext {
     revoked: Mutex<Vec<(String, i32)>>,
     assignments: AtomicU64,
+    rebalancing: AtomicBool,
 }
 
 impl RebalanceContext {
     /// How many assignments (rebalances this instance took part in) there have been.
     pub fn assignments(&self) -> u64 {
         self.assignments.load(Ordering::Relaxed)
+    }
+
+    /// Whether partitions were revoked and no new assignment has come yet.
+    pub fn rebalancing(&self) -> bool {
+        self.rebalancing.load(Ordering::Relaxed)
     }
 }
 
@@ -44,10 +50,12 @@ impl ConsumerContext for RebalanceContext {
                 for elem in tpl.elements() {
                     revoked.push((elem.topic().to_owned(), elem.partition()));
                 }
+                self.rebalancing.store(true, Ordering::Relaxed);
                 info!(partitions = tpl.count(), "Partitions revoked.");
             }
             Rebalance::Assign(tpl) => {
                 self.assignments.fetch_add(1, Ordering::Relaxed);
+                self.rebalancing.store(false, Ordering::Relaxed);
                 info!(partitions = tpl.count(), "Partitions assigned.");
             }
             Rebalance::Error(err) => warn!(error = %err, "Rebalance failed."),

@@ -150,7 +150,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         metrics
             .partitions_held
             .store(engine.partitions_held() as u64, Ordering::Relaxed);
-        metrics.ready.store(!engine.replaying(), Ordering::Relaxed);
+        let caught_up = !engine.replaying() && !consumer.context().rebalancing();
+        metrics.ready.store(caught_up, Ordering::Relaxed);
         if stopping {
             break;
         }

@@ -138,6 +138,9 @@ impl Leases {
                 return None;
             }
         };
+        self.metrics
+            .partitions_assigned
+            .store(assigned.len() as u64, Ordering::Relaxed);
         let leased = match self
             .redis
             .renew_leases(&self.group, &self.owner, &assigned, self.config.lease)

@@ -220,3 +220,123 @@ async fn group_members(brokers: &str, group: &str) -> usize {
     .await
     .unwrap()
 }
+
+/// A gauge of an instance's `/metrics`, if it answers.
+async fn gauge(addr: &str, name: &str) -> Option<u64> {
+    let connected = tokio::net::TcpStream::connect(addr).await.is_ok();
+    if !connected {
+        return None;
+    }
+    let (_, body) = http_get(addr, "/metrics").await;
+    body.lines()
+        .find_map(|l| l.strip_prefix(&format!("trendstream_{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_instance_takes_over_when_an_owner_is_killed() {
+    // Three instances, two partitions: one idles. One owner is then `kill -9`ed: the idle one
+    // takes its partition over, even on a broker that keeps the dead member's assignment.
+    let config = config(
+        r#"
+[streams.text]
+enabled = false
+[kafka.consumer]
+"heartbeat.interval.ms" = "500"
+[ownership]
+renew_every = "500ms"
+lease = "4s"
+"#,
+    );
+    create_topics(&config, 2).await;
+    let brokers = config.kafka.brokers.clone();
+    let topic = config.streams["danmu"].topic.clone();
+    let group = config.kafka.group_id.clone();
+    let p = producer(&brokers);
+    let feed = |from: i64| {
+        let (p, topic) = (p.clone(), topic.clone());
+        async move {
+            for i in from..from + 50 {
+                let value = json!({"room_id": "r1", "ts": i * 100, "text": "晚上好"}).to_string();
+                produce(&p, &topic, (i % 2) as i32, "r1", value.as_bytes(), &[]).await;
+            }
+        }
+    };
+    feed(0).await;
+
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let addrs: Vec<String> = (0..3)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let mut instances: Vec<Option<std::process::Child>> = dirs
+        .iter()
+        .zip(&addrs)
+        .map(|(dir, addr)| {
+            let mut c = config.clone();
+            c.http.listen = addr.clone();
+            let file = dir.path().join("trendstream.toml");
+            std::fs::write(&file, c.to_toml()).unwrap();
+            let log = std::fs::File::create(dir.path().join("log")).unwrap();
+            let child = Command::new(BIN)
+                .args(["run", "--config"])
+                .arg(&file)
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("start trendstream");
+            Some(child)
+        })
+        .collect();
+    let sum = |offsets: Vec<Option<i64>>| offsets.iter().flatten().sum::<i64>();
+    eventually("the first records committed", || async {
+        sum(committed(&brokers, &group, &topic, 2).await) == 50
+    })
+    .await;
+
+    // Who holds what: two owners of one partition each, and one idle instance.
+    let deadline = std::time::Instant::now() + DEADLINE;
+    let assigned = loop {
+        let mut assigned = Vec::new();
+        for addr in &addrs {
+            assigned.push(gauge(addr, "partitions_assigned").await);
+        }
+        // Until all three have joined: one partition each for two of them.
+        let mut sorted = assigned.clone();
+        sorted.sort();
+        if sorted == [Some(0), Some(1), Some(1)] {
+            break assigned;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "instances report their assignment: {assigned:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let idle = assigned
+        .iter()
+        .position(|a| *a == Some(0))
+        .expect("an idle instance");
+    let owner = assigned
+        .iter()
+        .position(|a| *a == Some(1))
+        .expect("an owner");
+
+    let mut killed = instances[owner].take().unwrap();
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    feed(50).await;
+    eventually("every record committed after the kill", || async {
+        sum(committed(&brokers, &group, &topic, 2).await) == 100
+    })
+    .await;
+    // The two live instances share the partitions: the idle one holds one now.
+    let idle_addr = &addrs[idle];
+    eventually("the idle instance holding a partition", || async {
+        gauge(idle_addr, "partitions_assigned").await == Some(1)
+    })
+    .await;
+    for mut child in instances.into_iter().flatten() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}

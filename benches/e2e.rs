@@ -1,22 +1,36 @@
-//! End-to-end benchmark: a local tansu broker and redis-server, N records preloaded by
-//! `trendstream generate`, then trendstream (in this process) from the first record until the
-//! group's committed offsets cover every record. Prints records/s, MB/s of values, CPU seconds
-//! and peak RSS of this process.
+//! End-to-end benchmark, with the ceilings it is judged against measured in the same run.
 //!
-//! `cargo bench --bench e2e -- [DANMU] [POSTS] [PARTITIONS]` (defaults 1000000 200000 4);
-//! with `--instances=N`, N `trendstream run` processes in one group instead (records/s only).
-//! Under `cargo test --all-targets` it makes a quick run of 2500 records.
+//! A local tansu broker and redis-server; danmu and posts preloaded by `trendstream generate`
+//! into a topic each. Then, for each stream:
+//! - **raw consume**: a plain consumer with trendstream's settings reads every record, nothing
+//!   else (the broker and librdkafka's ceiling);
+//! - **segmentation only**: the same texts through the segmenter alone, on one core;
+//! - **trendstream**: `trendstream run` as a process, from start until the group's committed
+//!   offsets cover every record: records/s, MB/s of values, CPU seconds and peak RSS (of that
+//!   process);
+//! - with `--python`, the straightforward Python job (`bench/baseline.py`) on the same topic,
+//!   for at most `--python-seconds` (default 60): its records/s from its committed offsets.
+//!
+//! `cargo bench --bench e2e -- [DANMU] [POSTS] [PARTITIONS]` (defaults 1000000 200000 4),
+//! `--instances=N` (N processes in one group), `--python` (needs the packages of
+//! `bench/requirements.txt` for `python3`, or `PYTHON=path`), `--json=FILE` (default
+//! `target/e2e.json`). Under `cargo test --all-targets` it makes a quick run of 2500 records.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Message};
+use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_trendstream");
+const T0: i64 = 1_763_780_000_000;
 
-fn arg(i: usize, default: u64) -> u64 {
+fn positional(i: usize, default: u64) -> u64 {
     std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
@@ -25,28 +39,49 @@ fn arg(i: usize, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// User + system CPU seconds of this process so far.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .expect("stat")
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    ticks / 100.0
+fn flag(name: &str) -> Option<String> {
+    std::env::args().find_map(|a| {
+        a.strip_prefix(name)
+            .map(|rest| rest.trim_start_matches('=').to_owned())
+    })
 }
 
-/// Peak resident set size of this process, in MiB.
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let kib: f64 = status
+/// User + system CPU seconds and peak RSS (MiB) of process `pid`.
+fn usage(pid: u32) -> (f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let tick = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let cpu = (tick(11) + tick(12)) / 100.0;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss_kib: f64 = status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM");
-    kib / 1024.0
+        .unwrap_or(0.0);
+    (cpu, rss_kib / 1024.0)
+}
+
+fn terminate(mut child: Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
+
+/// One stream's topic, preloaded.
+struct Stream {
+    name: &'static str,
+    topic: String,
+    records: u64,
+    value_bytes: u64,
 }
 
 fn main() {
@@ -57,102 +92,315 @@ fn main() {
     } else {
         (2_000, 500)
     };
-    let (danmu, posts, partitions) = (arg(0, danmu), arg(1, posts), arg(2, 4) as i32);
+    let (danmu, posts) = (positional(0, danmu), positional(1, posts));
+    let partitions = positional(2, 4) as i32;
+    let instances: usize = flag("--instances")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
+    let python = flag("--python").is_some();
+    let python_seconds: u64 = flag("--python-seconds")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(60);
+    let report_name = if full { "e2e" } else { "e2e-smoke" };
+    let json_path = flag("--json")
+        .unwrap_or_else(|| format!("{}/target/{report_name}.json", env!("CARGO_MANIFEST_DIR")));
+
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async move {
-        let config = config("[log]\nlevel = \"warn\"");
-        create_topics(&config, partitions).await;
-        let brokers = config.kafka.brokers.clone();
-        let danmu_topic = config.streams["danmu"].topic.clone();
-        let text_topic = config.streams["text"].topic.clone();
-
-        // Preload: event time advances 1 ms a record, so windows close all along the run.
-        let total = danmu + posts;
-        let started = Instant::now();
-        let status = std::process::Command::new(BIN)
-            .args(["generate", "--brokers", &brokers, "--danmu-topic", &danmu_topic])
-            .args(["--text-topic", &text_topic, "--rate", "0", "--rooms", "10000"])
-            .args(["--count", &total.to_string(), "--start-ms", "1763780000000", "--step-ms", "1"])
-            .args(["--text-share", &(posts as f64 / total as f64).to_string()])
-            .stdout(std::process::Stdio::piped())
-            .output()
-            .expect("generate");
-        assert!(status.status.success(), "generate failed");
-        let report = String::from_utf8_lossy(&status.stdout).trim().to_owned();
-        println!("preloaded {report} in {:.1} s", started.elapsed().as_secs_f64());
-        let (want_danmu, want_posts) = parse_report(&report);
-
-        let group = config.kafka.group_id.clone();
-        let (cpu0, t0) = (cpu_seconds(), Instant::now());
-        let done = {
-            let (brokers, group) = (brokers.clone(), group.clone());
-            let (danmu_topic, text_topic) = (danmu_topic.clone(), text_topic.clone());
-            async move {
-                loop {
-                    let d: i64 = committed(&brokers, &group, &danmu_topic, partitions).await.iter().flatten().sum();
-                    let p: i64 = committed(&brokers, &group, &text_topic, partitions).await.iter().flatten().sum();
-                    if d as u64 >= want_danmu && p as u64 >= want_posts {
-                        return;
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
+        let base = config("[log]\nlevel = \"warn\"");
+        let brokers = base.kafka.brokers.clone();
+        let mut streams = Vec::new();
+        for (name, count, share) in [("danmu", danmu, "0"), ("text", posts, "1")] {
+            if count == 0 {
+                continue;
             }
-        };
-        let instances: usize = std::env::args()
-            .find_map(|a| a.strip_prefix("--instances=").and_then(|n| n.parse().ok()))
-            .unwrap_or(0);
-        if instances == 0 {
-            trendstream::run::run(config, done).await.expect("run");
-        } else {
-            let dir = tempfile::tempdir().expect("temp dir");
-            let file = dir.path().join("trendstream.toml");
-            std::fs::write(&file, config.to_toml()).expect("config file");
-            let children: Vec<std::process::Child> = (0..instances)
-                .map(|_| {
-                    std::process::Command::new(BIN)
-                        .args(["run", "--config"])
-                        .arg(&file)
-                        .stderr(std::process::Stdio::null())
-                        .spawn()
-                        .expect("start trendstream")
-                })
-                .collect();
-            done.await;
-            for mut child in children {
-                let _ = std::process::Command::new("kill")
-                    .args(["-TERM", &child.id().to_string()])
-                    .status();
-                let _ = child.wait();
-            }
-            println!("{instances} instances (CPU and RSS below are this process's only)");
+            let topic = unique(name);
+            create_topic(&brokers, &topic, partitions).await;
+            let started = Instant::now();
+            let out = Command::new(BIN)
+                .args(["generate", "--brokers", &brokers, "--danmu-topic", &topic])
+                .args(["--text-topic", &topic, "--rate", "0", "--rooms", "10000"])
+                .args(["--count", &count.to_string(), "--start-ms", &T0.to_string()])
+                .args(["--step-ms", "1", "--text-share", share])
+                .output()
+                .expect("generate");
+            assert!(out.status.success(), "generate failed");
+            println!(
+                "preloaded {count} {name} records in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+            streams.push(Stream {
+                name,
+                topic,
+                records: count,
+                value_bytes: 0,
+            });
         }
-        let (secs, cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds() - cpu0);
-        let bytes = approx_value_bytes(want_danmu, want_posts);
-        println!(
-            "e2e: {} records in {secs:.2} s = {:.0} records/s, {:.1} MB/s of values, {cpu:.1} CPU s, peak RSS {:.0} MiB",
-            want_danmu + want_posts,
-            (want_danmu + want_posts) as f64 / secs,
-            bytes / secs / 1e6,
-            peak_rss_mib()
-        );
+
+        let mut results = Vec::new();
+        for stream in &mut streams {
+            let (raw, texts) = raw_consume(&brokers, stream, partitions);
+            let segment = segment_only(&texts);
+            drop(texts);
+            let ours = trendstream_run(&base, stream, partitions, instances).await;
+            let py = if python {
+                Some(python_run(&base, stream, partitions, python_seconds).await)
+            } else {
+                None
+            };
+            let per_s = |secs: f64| stream.records as f64 / secs;
+            let mut row = json!({
+                "stream": stream.name,
+                "records": stream.records,
+                "partitions": partitions,
+                "instances": instances,
+                "value_mb": stream.value_bytes as f64 / 1e6,
+                "raw_consume_records_per_s": per_s(raw),
+                "segment_only_records_per_s": segment,
+                "trendstream": ours,
+            });
+            let ours_rate = ours["records_per_s"].as_f64().unwrap_or(0.0);
+            row["of_raw_consume"] = json!(ours_rate / per_s(raw));
+            row["of_segment_only"] = json!(ours_rate / segment);
+            if let Some(py) = py {
+                let py_rate = py["records_per_s"].as_f64().unwrap_or(0.0);
+                row["python"] = py;
+                row["times_python"] = json!(ours_rate / py_rate);
+            }
+            print_row(&row);
+            results.push(row);
+        }
+        let report = json!({
+            "cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
+            "results": results,
+        });
+        if let Some(dir) = std::path::Path::new(&json_path).parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        std::fs::write(&json_path, serde_json::to_string_pretty(&report).unwrap())
+            .expect("write the JSON report");
+        println!("report: {json_path}");
     });
 }
 
-fn parse_report(report: &str) -> (u64, u64) {
-    let get = |key: &str| {
-        report
-            .split_whitespace()
-            .find_map(|kv| kv.strip_prefix(key))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (get("danmu="), get("posts="))
+/// Reads every record of the stream's topic with trendstream's consumer settings and no
+/// processing; returns the seconds it took and the records' texts.
+fn raw_consume(brokers: &str, stream: &mut Stream, partitions: i32) -> (f64, Vec<String>) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique("raw"))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .expect("consumer");
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        assignment
+            .add_partition_offset(&stream.topic, p, rdkafka::Offset::Beginning)
+            .expect("offset");
+    }
+    consumer.assign(&assignment).expect("assign");
+    let mut values: Vec<Vec<u8>> = Vec::with_capacity(stream.records as usize);
+    let started = Instant::now();
+    let mut bytes = 0u64;
+    while (values.len() as u64) < stream.records {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            let v = m.payload().unwrap_or_default();
+            bytes += v.len() as u64;
+            values.push(v.to_vec());
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    stream.value_bytes = bytes;
+    let texts = values
+        .iter()
+        .filter_map(|v| serde_json::from_slice::<Value>(v).ok())
+        .filter_map(|v| v["text"].as_str().map(str::to_owned))
+        .collect();
+    (secs, texts)
 }
 
-/// Value bytes, from the generator's own average sizes at the same seed.
-fn approx_value_bytes(danmu: u64, posts: u64) -> f64 {
-    let mut g = trendstream::generate::TrafficGen::new(1, 10_000);
-    let d: usize = (0..1000).map(|_| g.danmu(0).1.len()).sum();
-    let p: usize = (0..1000).map(|_| g.post(0).1.len()).sum();
-    (danmu as f64 * d as f64 + posts as f64 * p as f64) / 1000.0
+/// Records per second of segmentation alone (normalise, then the segmenter), on one core.
+fn segment_only(texts: &[String]) -> f64 {
+    let jieba = jieba_rs::Jieba::new();
+    let mut normalised = String::new();
+    let started = Instant::now();
+    let mut words = 0usize;
+    for text in texts {
+        trendstream::extract::normalise_into(text, &mut normalised);
+        words += jieba.cut(&normalised, true).len();
+    }
+    std::hint::black_box(words);
+    texts.len() as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Waits until `group` has committed every record of `stream`.
+async fn all_committed(brokers: &str, group: &str, stream: &Stream, partitions: i32) {
+    loop {
+        let done: i64 = committed(brokers, group, &stream.topic, partitions)
+            .await
+            .iter()
+            .flatten()
+            .sum();
+        if done as u64 >= stream.records {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `trendstream run` processes on the stream alone until every record is committed.
+async fn trendstream_run(
+    base: &trendstream::config::Config,
+    stream: &Stream,
+    partitions: i32,
+    instances: usize,
+) -> Value {
+    let mut config = base.clone();
+    for (name, s) in config.streams.iter_mut() {
+        s.enabled = name == stream.name;
+        if s.enabled {
+            s.topic = stream.topic.clone();
+        }
+    }
+    config.kafka.group_id = unique("bench");
+    config.kafka.output_topic = unique("out");
+    config.kafka.dead_letter_topic = unique("dlq");
+    create_topic(
+        &config.kafka.brokers,
+        &config.kafka.output_topic,
+        partitions,
+    )
+    .await;
+    create_topic(&config.kafka.brokers, &config.kafka.dead_letter_topic, 1).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("trendstream.toml");
+    std::fs::write(&file, config.to_toml()).expect("config file");
+
+    let started = Instant::now();
+    let children: Vec<Child> = (0..instances)
+        .map(|_| {
+            Command::new(BIN)
+                .args(["run", "--config"])
+                .arg(&file)
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start trendstream")
+        })
+        .collect();
+    all_committed(
+        &config.kafka.brokers,
+        &config.kafka.group_id,
+        stream,
+        partitions,
+    )
+    .await;
+    let secs = started.elapsed().as_secs_f64();
+    let (mut cpu, mut rss) = (0.0, 0.0f64);
+    for child in &children {
+        let (c, r) = usage(child.id());
+        cpu += c;
+        rss = rss.max(r);
+    }
+    children.into_iter().for_each(terminate);
+    json!({
+        "seconds": secs,
+        "records_per_s": stream.records as f64 / secs,
+        "mb_per_s": stream.value_bytes as f64 / secs / 1e6,
+        "cpu_seconds": cpu,
+        "peak_rss_mib": rss,
+    })
+}
+
+/// The Python baseline on the stream until every record is committed or `seconds` pass.
+async fn python_run(
+    base: &trendstream::config::Config,
+    stream: &Stream,
+    partitions: i32,
+    seconds: u64,
+) -> Value {
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = format!("{}/bench/baseline.py", env!("CARGO_MANIFEST_DIR"));
+    let group = unique("python");
+    let output = unique("py-out");
+    create_topic(&base.kafka.brokers, &output, partitions).await;
+    // The baseline reads two topics; the other one is empty here.
+    let other = unique("empty");
+    create_topic(&base.kafka.brokers, &other, 1).await;
+    let (danmu, text) = if stream.name == "danmu" {
+        (&stream.topic, &other)
+    } else {
+        (&other, &stream.topic)
+    };
+    let started = Instant::now();
+    let child = Command::new(&python)
+        .arg(&script)
+        .args([
+            &base.kafka.brokers,
+            &group,
+            danmu,
+            text,
+            &output,
+            &base.redis.url,
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the Python baseline");
+    let brokers = base.kafka.brokers.clone();
+    let finished = tokio::time::timeout(
+        Duration::from_secs(seconds),
+        all_committed(&brokers, &group, stream, partitions),
+    )
+    .await
+    .is_ok();
+    let secs = started.elapsed().as_secs_f64();
+    let (cpu, rss) = usage(child.id());
+    terminate(child);
+    let done: i64 = committed(&brokers, &group, &stream.topic, partitions)
+        .await
+        .iter()
+        .flatten()
+        .sum();
+    json!({
+        "seconds": secs,
+        "records": done,
+        "finished": finished,
+        "records_per_s": done as f64 / secs,
+        "cpu_seconds": cpu,
+        "peak_rss_mib": rss,
+    })
+}
+
+fn print_row(row: &Value) {
+    let f = |v: &Value| v.as_f64().unwrap_or(0.0);
+    let t = &row["trendstream"];
+    println!(
+        "{:>6}: {} records ({:.1} MB): trendstream {:.0} records/s ({:.1} MB/s, {:.1} CPU s, \
+         peak RSS {:.0} MiB); raw consume {:.0}/s ({:.0} %); segmentation only {:.0}/s ({:.0} %)",
+        row["stream"].as_str().unwrap_or(""),
+        row["records"],
+        f(&row["value_mb"]),
+        f(&t["records_per_s"]),
+        f(&t["mb_per_s"]),
+        f(&t["cpu_seconds"]),
+        f(&t["peak_rss_mib"]),
+        f(&row["raw_consume_records_per_s"]),
+        100.0 * f(&row["of_raw_consume"]),
+        f(&row["segment_only_records_per_s"]),
+        100.0 * f(&row["of_segment_only"]),
+    );
+    if let Some(py) = row.get("python") {
+        println!(
+            "        python baseline {:.0} records/s ({} records in {:.0} s, {:.1} CPU s, peak \
+             RSS {:.0} MiB): trendstream is {:.1}×",
+            f(&py["records_per_s"]),
+            py["records"],
+            f(&py["seconds"]),
+            f(&py["cpu_seconds"]),
+            f(&py["peak_rss_mib"]),
+            f(&row["times_python"]),
+        );
+    }
 }

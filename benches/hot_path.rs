@@ -84,6 +84,19 @@ fn hot_path(c: &mut Criterion) {
                 }
             })
         });
+        group.bench_function("segment", |b| {
+            let jieba = jieba_rs::Jieba::new();
+            let normalised: Vec<String> = corpus
+                .texts
+                .iter()
+                .map(|t| trendstream::extract::normalise(t))
+                .collect();
+            b.iter(|| {
+                for t in &normalised {
+                    black_box(jieba.cut(t, true));
+                }
+            })
+        });
         group.bench_function("extract", |b| {
             let mut scratch = Scratch::default();
             b.iter(|| {

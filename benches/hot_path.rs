@@ -51,6 +51,11 @@ fn hot_path(c: &mut Criterion) {
     let extractor = Extractor::new(&ExtractOptions::default());
     let entities = EntityFinder::new();
     for corpus in corpora() {
+        let normalised: Vec<String> = corpus
+            .texts
+            .iter()
+            .map(|t| trendstream::extract::normalise(t))
+            .collect();
         let mut group = c.benchmark_group(corpus.name);
         group.throughput(Throughput::Elements(N as u64));
 
@@ -71,11 +76,6 @@ fn hot_path(c: &mut Criterion) {
             })
         });
         group.bench_function("entities", |b| {
-            let normalised: Vec<String> = corpus
-                .texts
-                .iter()
-                .map(|t| trendstream::extract::normalise(t))
-                .collect();
             b.iter(|| {
                 for t in &normalised {
                     entities.find(t, |e| {
@@ -86,11 +86,6 @@ fn hot_path(c: &mut Criterion) {
         });
         group.bench_function("segment", |b| {
             let jieba = jieba_rs::Jieba::new();
-            let normalised: Vec<String> = corpus
-                .texts
-                .iter()
-                .map(|t| trendstream::extract::normalise(t))
-                .collect();
             b.iter(|| {
                 for t in &normalised {
                     black_box(jieba.cut(t, true));

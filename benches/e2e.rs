@@ -23,8 +23,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Message};
+use rdkafka::consumer::Consumer;
+use rdkafka::Message;
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_trendstream");
@@ -186,15 +186,7 @@ fn main() {
 /// Reads every record of the stream's topic with trendstream's consumer settings and no
 /// processing; returns the seconds it took and the records' texts.
 fn raw_consume(brokers: &str, stream: &mut Stream, partitions: i32) -> (f64, Vec<String>) {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", unique("raw"))
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "6000")
-        .set("fetch.wait.max.ms", "10")
-        .create()
-        .expect("consumer");
+    let consumer = reader(brokers);
     let mut assignment = rdkafka::TopicPartitionList::new();
     for p in 0..partitions {
         assignment

@@ -2,7 +2,8 @@
 //!
 //! `GET /metrics` answers in the Prometheus text format; `GET /ready` answers 200 when the
 //! instance is consuming with every partition it holds caught up (no replay under way, no
-//! rebalance in progress), 503 before that and once shutdown has begun. Counters are atomics updated once per batch.
+//! rebalance in progress), 503 before that and once shutdown has begun. Counters are atomics
+//! updated once per batch.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -88,7 +88,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let topology = check_topics(&consumer, &config).await?;
     let mut kafka = KafkaSink::new(&config.kafka, topology.output_partitions)
         .map_err(RunError::CreateProducer)?;
-
     let redis = with_retry(&config.retry, "redis connect", || {
         RedisSink::connect(&config.redis)
     })
@@ -155,11 +154,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         if stopping {
             break;
         }
-        if ownership.rejoin_wanted() {
-            consumer.unsubscribe();
-            consumer.subscribe(&topics).map_err(RunError::Subscribe)?;
-            metrics.rejoins.fetch_add(1, Ordering::Relaxed);
-        }
+        ownership.rejoin_if_wanted(&consumer, &topics)?;
     }
 
     metrics.ready.store(false, Ordering::Relaxed);

@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use super::Kafka;
+use super::{Kafka, RunError};
 use crate::config::Config;
 use crate::observe::Metrics;
 use crate::sink::redis::RedisSink;
@@ -27,6 +27,7 @@ use crate::sink::redis::RedisSink;
 /// The lease task, and its verdict.
 pub(super) struct Ownership {
     rejoin: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
     task: JoinHandle<()>,
 }
 
@@ -48,18 +49,29 @@ impl Ownership {
             config: config.ownership.clone(),
             consumer,
             redis,
-            metrics,
+            metrics: Arc::clone(&metrics),
             rejoin: Arc::clone(&rejoin),
         };
         Ownership {
             rejoin,
+            metrics,
             task: tokio::spawn(leases.keep()),
         }
     }
 
-    /// Whether some partition has had no owner for a lease time: the loop should rejoin.
-    pub(super) fn rejoin_wanted(&self) -> bool {
-        self.rejoin.swap(false, Ordering::Relaxed)
+    /// Leaves and rejoins the group if some partition has had no owner for a lease time. Called
+    /// by the loop between batches, never during one.
+    pub(super) fn rejoin_if_wanted(
+        &self,
+        consumer: &Kafka,
+        topics: &[&str],
+    ) -> Result<(), RunError> {
+        if self.rejoin.swap(false, Ordering::Relaxed) {
+            consumer.unsubscribe();
+            consumer.subscribe(topics).map_err(RunError::Subscribe)?;
+            self.metrics.rejoins.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
     }
 }
 
@@ -141,14 +153,16 @@ impl Leases {
         self.metrics
             .partitions_assigned
             .store(assigned.len() as u64, Ordering::Relaxed);
-        let leased = match self
+        let leased = self
             .redis
-            .renew_leases(&self.group, &self.owner, &assigned, self.config.lease)
-            .await
-        {
-            Ok(()) => self.redis.leased(&self.group, &self.partitions).await,
-            Err(err) => Err(err),
-        };
+            .renew_leases(
+                &self.group,
+                &self.owner,
+                &assigned,
+                self.config.lease,
+                &self.partitions,
+            )
+            .await;
         match leased {
             Ok(leased) => Some(
                 self.partitions

@@ -265,19 +265,18 @@ impl RedisSink {
         )
     }
 
-    /// Sets (or renews) `owner`'s lease on each of `partitions` for `ttl`.
+    /// Sets (or renews) `owner`'s lease on each of `assigned` for `ttl`, then tells whether each
+    /// of `watched` has a live lease; one round trip.
     pub async fn renew_leases(
         &self,
         kafka_group: &str,
         owner: &str,
-        partitions: &[(String, i32)],
+        assigned: &[(String, i32)],
         ttl: Duration,
-    ) -> Result<(), SinkError> {
-        if partitions.is_empty() {
-            return Ok(());
-        }
+        watched: &[(String, i32)],
+    ) -> Result<Vec<bool>, SinkError> {
         let mut pipe = redis::pipe();
-        for (topic, partition) in partitions {
+        for (topic, partition) in assigned {
             pipe.cmd("SET")
                 .arg(self.lease_key(kafka_group, topic, *partition))
                 .arg(owner)
@@ -286,26 +285,19 @@ impl RedisSink {
                 .ignore();
         }
         let mut conn = self.conn.clone();
-        pipe.query_async::<()>(&mut conn)
-            .await
-            .map_err(SinkError::RedisWrite)
-    }
-
-    /// Whether each of `partitions` has a live lease.
-    pub async fn leased(
-        &self,
-        kafka_group: &str,
-        partitions: &[(String, i32)],
-    ) -> Result<Vec<bool>, SinkError> {
-        if partitions.is_empty() {
+        if watched.is_empty() {
+            if !assigned.is_empty() {
+                pipe.query_async::<()>(&mut conn)
+                    .await
+                    .map_err(SinkError::RedisWrite)?;
+            }
             return Ok(Vec::new());
         }
-        let mut mget = redis::cmd("MGET");
-        for (topic, partition) in partitions {
+        let mget = pipe.cmd("MGET");
+        for (topic, partition) in watched {
             mget.arg(self.lease_key(kafka_group, topic, *partition));
         }
-        let mut conn = self.conn.clone();
-        let owners: Vec<Option<String>> = mget
+        let (owners,): (Vec<Option<String>>,) = pipe
             .query_async(&mut conn)
             .await
             .map_err(SinkError::RedisRead)?;

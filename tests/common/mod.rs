@@ -266,6 +266,20 @@ pub async fn produce(
         .unwrap_or_else(|(e, _)| panic!("cannot produce to {topic}: {e}"));
 }
 
+/// A consumer of its own group that reads from the start, commits nothing, and has the
+/// settings trendstream uses against tansu.
+pub fn reader(brokers: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique("reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .expect("reader consumer")
+}
+
 /// Reads `topic` from the beginning until `count` records have arrived, and then for as long
 /// as it takes to see that no more follow within `settle`.
 pub async fn read_topic(
@@ -274,15 +288,7 @@ pub async fn read_topic(
     count: usize,
     settle: Duration,
 ) -> Vec<OwnedMessage> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", unique("reader"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "10")
-        .set("session.timeout.ms", "6000")
-        .create()
-        .expect("reader consumer");
+    let consumer = reader(brokers);
     consumer.subscribe(&[topic]).expect("subscribe");
     let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || {

@@ -228,6 +228,13 @@ fn spawn_instance(config: &Path, log: &Path) -> Child {
         .expect("start trendstream")
 }
 
+/// `kill -9`, then the same instance started again, logging to `log`.
+fn kill_and_restart(mut child: Child, config: &Path, log: &Path) -> Child {
+    child.kill().unwrap();
+    child.wait().unwrap();
+    spawn_instance(config, log)
+}
+
 fn terminate(mut child: Child) -> std::process::ExitStatus {
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -361,15 +368,13 @@ async fn processes(
     std::fs::write(&config_file, chaotic.toml(brokers, redis, danmu, text)).unwrap();
     let log = |name: &str| dir.path().join(format!("{name}.log"));
     let wait = |at_least| wait_progress(brokers, chaotic, danmu, text, at_least);
-    let mut a = spawn_instance(&config_file, &log("a1"));
+    let a = spawn_instance(&config_file, &log("a1"));
     let b = spawn_instance(&config_file, &log("b"));
-    let mut c = spawn_instance(&config_file, &log("c1"));
+    let c = spawn_instance(&config_file, &log("c1"));
 
     wait(next_point()).await;
     event("kill -9 a");
-    a.kill().unwrap();
-    a.wait().unwrap();
-    let a = spawn_instance(&config_file, &log("a2"));
+    let a = kill_and_restart(a, &config_file, &log("a2"));
 
     wait(next_point()).await;
     event("add d");
@@ -390,15 +395,11 @@ async fn processes(
 
     wait(next_point()).await;
     event("kill -9 c");
-    c.kill().unwrap();
-    c.wait().unwrap();
-    let mut c = spawn_instance(&config_file, &log("c2"));
+    let c = kill_and_restart(c, &config_file, &log("c2"));
 
     wait(next_point()).await;
     event("kill -9 c again");
-    c.kill().unwrap();
-    c.wait().unwrap();
-    let c = spawn_instance(&config_file, &log("c3"));
+    let c = kill_and_restart(c, &config_file, &log("c3"));
 
     wait(RECORDS as i64).await;
     event("all records committed");

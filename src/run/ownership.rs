@@ -7,6 +7,8 @@
 //! the input topics has a live lease. When some have none for a whole lease time, with no
 //! rebalance of its own in between, the loop leaves and rejoins the group: the broker then
 //! assigns every partition again (and, on tansu, chooses a new leader if the dead member led).
+//! Only one instance of the group may rejoin per lease time (a claim in Redis), so instances
+//! that notice the same orphan do not undo one another's rebalances.
 //!
 //! Leases are kept by a task of their own, so an instance busy with a slow batch (Redis
 //! retries, a long replay) keeps them: a lease says "a live member holds this partition".
@@ -124,14 +126,27 @@ impl Leases {
             }
             debug!(?orphans, "Partitions without a lease.");
             let since = *missing_since.get_or_insert_with(Instant::now);
-            if since.elapsed() >= self.config.lease {
-                warn!(
-                    partitions = ?orphans,
-                    "Partitions without an owner: rejoining the group so the broker assigns \
-                     them again."
-                );
-                self.rejoin.store(true, Ordering::Relaxed);
-                missing_since = None;
+            if since.elapsed() < self.config.lease {
+                continue;
+            }
+            missing_since = None;
+            // One instance of the group rejoins per lease time: when all of them did at once,
+            // each rejoin undid the rebalance of the one before.
+            match self
+                .redis
+                .claim_rejoin(&self.group, &self.owner, self.config.lease)
+                .await
+            {
+                Ok(true) => {
+                    warn!(
+                        partitions = ?orphans,
+                        "Partitions without an owner: rejoining the group so the broker \
+                         assigns them again."
+                    );
+                    self.rejoin.store(true, Ordering::Relaxed);
+                }
+                Ok(false) => debug!("Another instance is rejoining the group."),
+                Err(err) => warn!(error = %err, "Cannot claim the group's rejoin."),
             }
         }
     }

@@ -303,6 +303,26 @@ impl RedisSink {
             .map_err(SinkError::RedisRead)?;
         Ok(owners.into_iter().map(|o| o.is_some()).collect())
     }
+
+    /// Claims the group's one rejoin for `ttl`; false when another instance holds it.
+    pub async fn claim_rejoin(
+        &self,
+        kafka_group: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<bool, SinkError> {
+        let mut conn = self.conn.clone();
+        let set: Option<String> = redis::cmd("SET")
+            .arg(format!("{{{}lease:{kafka_group}}}:rejoin", self.key_prefix))
+            .arg(owner)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl.as_millis() as u64)
+            .query_async(&mut conn)
+            .await
+            .map_err(SinkError::RedisWrite)?;
+        Ok(set.is_some())
+    }
 }
 
 fn opt(v: Option<i64>) -> String {

@@ -7,8 +7,8 @@
 //! the input topics has a live lease. When some have none for a whole lease time, with no
 //! rebalance of its own in between, the loop leaves and rejoins the group: the broker then
 //! assigns every partition again (and, on tansu, chooses a new leader if the dead member led).
-//! Only one instance of the group may rejoin per lease time (a claim in Redis), so instances
-//! that notice the same orphan do not undo one another's rebalances.
+//! Only one instance of the group may rejoin per three lease times (a claim in Redis), so
+//! instances that notice the same orphan do not undo one another's rebalances.
 //!
 //! Leases are kept by a task of their own, so an instance busy with a slow batch (Redis
 //! retries, a long replay) keeps them: a lease says "a live member holds this partition".
@@ -25,6 +25,10 @@ use super::{Kafka, RunError};
 use crate::config::Config;
 use crate::observe::Metrics;
 use crate::sink::redis::RedisSink;
+
+/// Leases between two rejoins of a group: a rebalance on tansu takes up to a session timeout
+/// or two, and a rejoin before it settles starts it over.
+const REJOIN_EVERY_LEASES: u32 = 3;
 
 /// The lease task, and its verdict.
 pub(super) struct Ownership {
@@ -106,7 +110,7 @@ impl Leases {
         loop {
             tick.tick().await;
             let assignments = self.consumer.context().assignments();
-            if assignments != assignments_seen {
+            if assignments != assignments_seen || self.consumer.context().rebalancing() {
                 // A rebalance here: the broker is assigning partitions anyway; start over.
                 assignments_seen = assignments;
                 missing_since = None;
@@ -134,7 +138,11 @@ impl Leases {
             // each rejoin undid the rebalance of the one before.
             match self
                 .redis
-                .claim_rejoin(&self.group, &self.owner, self.config.lease)
+                .claim_rejoin(
+                    &self.group,
+                    &self.owner,
+                    self.config.lease * REJOIN_EVERY_LEASES,
+                )
                 .await
             {
                 Ok(true) => {

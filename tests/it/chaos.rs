@@ -161,7 +161,7 @@ max_backoff = "500ms"
 give_up_after = "5m"
 [ownership]
 renew_every = "500ms"
-lease = "4s"
+lease = "5s"
 "#,
             group = self.group,
             output = self.output,

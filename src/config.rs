@@ -18,6 +18,9 @@ pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 /// Environment variables with this prefix override configuration keys.
 pub const ENV_PREFIX: &str = "TRENDSTREAM_";
 
+/// The most threads `batch.workers` may ask for.
+const MAX_WORKERS: usize = 256;
+
 /// Properties of the consumer that trendstream sets itself.
 const OWNED_CONSUMER_PROPERTIES: &[&str] = &[
     "group.id",
@@ -122,6 +125,8 @@ pub struct BatchConfig {
     /// Time from a batch's first record to its end at most.
     #[serde(with = "humantime_serde")]
     pub max_wait: Duration,
+    /// Threads that process a batch, one partition at a time each; 0: one per core.
+    pub workers: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -343,6 +348,13 @@ impl Config {
         }
         if self.batch.max_wait.is_zero() {
             return Err(invalid("batch.max_wait", "0s", "must be longer than 0"));
+        }
+        if self.batch.workers > MAX_WORKERS {
+            return Err(invalid(
+                "batch.workers",
+                self.batch.workers,
+                format!("must be at most {MAX_WORKERS} (0: one per core)"),
+            ));
         }
 
         let w = &self.window;
@@ -616,6 +628,14 @@ mod tests {
         assert_eq!(
             err("[output]\ntop_k = 0"),
             "output.top_k (0) must be between 1 and 10000"
+        );
+    }
+
+    #[test]
+    fn too_many_workers_are_refused() {
+        assert_eq!(
+            err("[batch]\nworkers = 1000"),
+            "batch.workers (1000) must be at most 256 (0: one per core)"
         );
     }
 

@@ -16,6 +16,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use rayon::iter::{IntoParallelIterator, ParallelIterator};
+
 use crate::config::Config;
 use crate::decode::{decode, DecodeError};
 use crate::extract::{Extractor, Scratch};
@@ -77,6 +79,17 @@ pub struct BatchCounts {
     pub windows_closed: u64,
 }
 
+impl BatchCounts {
+    fn add(&mut self, other: &BatchCounts) {
+        self.records += other.records;
+        self.dead_letters += other.dead_letters;
+        self.late_partly += other.late_partly;
+        self.late_dropped += other.late_dropped;
+        self.replayed += other.replayed;
+        self.windows_closed += other.windows_closed;
+    }
+}
+
 struct PartitionState {
     windows: PartitionWindows,
     /// Offset of the next record; records below it were processed already.
@@ -99,10 +112,79 @@ impl PartitionState {
     }
 }
 
+/// What processing a partition's records needs besides its state: shared by the workers.
+struct Records<'b, 'a> {
+    batch: &'b [Input<'a>],
+    streams: &'b [Stream],
+    extractor: &'b Extractor,
+    max_message_bytes: usize,
+}
+
+impl Records<'_, '_> {
+    /// Decodes, extracts and windows the records at `indices` (one partition's, in order).
+    fn process(
+        &self,
+        stream: StreamId,
+        state: &mut PartitionState,
+        indices: &[usize],
+        scratch: &mut Scratch,
+    ) -> BatchOutput {
+        let mut out = BatchOutput::default();
+        let group_by = &self.streams[usize::from(stream)].group_by;
+        for &index in indices {
+            let input = &self.batch[index];
+            if state.awaiting_seek || input.offset < state.next {
+                continue;
+            }
+            state.next = input.offset + 1;
+            out.counts.records += 1;
+            let replay = input.offset < state.replayed_until;
+            if replay {
+                out.counts.replayed += 1;
+            }
+            let record = match decode(
+                input.payload,
+                group_by,
+                input.timestamp,
+                self.max_message_bytes,
+            ) {
+                Ok(record) => record,
+                Err(err) => {
+                    if !replay {
+                        out.counts.dead_letters += 1;
+                        out.dead.push((index, err));
+                    }
+                    continue;
+                }
+            };
+            let placement = state.windows.record(
+                stream,
+                &record.group,
+                record.event_time,
+                input.offset,
+                |counts| {
+                    self.extractor
+                        .extract(&record.text, scratch, |c, item| counts.add(c, item))
+                },
+                &mut out.closed,
+            );
+            match placement {
+                Placement::OnTime => {}
+                Placement::PartlyLate => out.counts.late_partly += 1,
+                Placement::Dropped => out.counts.late_dropped += 1,
+            }
+        }
+        out
+    }
+}
+
 pub struct Engine {
     streams: Vec<Stream>,
     extractor: Arc<Extractor>,
+    /// Scratch buffers when a batch is processed on the calling thread.
     scratch: Scratch,
+    /// The threads that process partitions in parallel; `None` for one worker.
+    workers: Option<rayon::ThreadPool>,
     spec: WindowSpec,
     top_k: usize,
     max_message_bytes: usize,
@@ -124,6 +206,7 @@ impl Engine {
             streams,
             extractor,
             scratch: Scratch::default(),
+            workers: worker_pool(config.batch.workers),
             spec: WindowSpec {
                 width: config.width_ms(),
                 slide: config.slide_ms(),
@@ -181,70 +264,69 @@ impl Engine {
         seek
     }
 
-    /// Processes a batch of records in order.
+    /// Processes a batch: each partition's records in batch order, partitions in parallel on
+    /// the engine's workers. Closed windows come out partition by partition (in partition
+    /// order), each partition's in the order they closed; dead letters in batch order.
     pub fn process(&mut self, batch: &[Input<'_>]) -> BatchOutput {
-        let mut out = BatchOutput::default();
+        // Route each record to its partition's list.
+        let mut routes: HashMap<(StreamId, i32), Vec<usize>> = HashMap::new();
         for (index, input) in batch.iter().enumerate() {
-            self.process_one(index, input, &mut out);
+            let Some(stream) = self.stream_of(input.topic) else {
+                continue;
+            };
+            let key = (stream, input.partition);
+            if !self.partitions.contains_key(&key) {
+                // A partition the caller did not take up starts afresh at its first record.
+                let fresh = PartitionState::fresh(self.spec, self.top_k, input.offset);
+                self.partitions.insert(key, fresh);
+            }
+            routes.entry(key).or_default().push(index);
         }
+        let mut work: Vec<((StreamId, i32), &mut PartitionState, Vec<usize>)> = self
+            .partitions
+            .iter_mut()
+            .filter_map(|(key, state)| routes.remove(key).map(|r| (*key, state, r)))
+            .collect();
+        work.sort_unstable_by_key(|(key, ..)| *key);
+
+        let records = Records {
+            batch,
+            streams: &self.streams,
+            extractor: &self.extractor,
+            max_message_bytes: self.max_message_bytes,
+        };
+        let outputs: Vec<BatchOutput> = match &self.workers {
+            Some(pool) if work.len() > 1 => pool.install(|| {
+                work.into_par_iter()
+                    .map_init(
+                        Scratch::default,
+                        |scratch, ((stream, _), state, indices)| {
+                            records.process(stream, state, &indices, scratch)
+                        },
+                    )
+                    .collect()
+            }),
+            _ => work
+                .into_iter()
+                .map(|((stream, _), state, indices)| {
+                    records.process(stream, state, &indices, &mut self.scratch)
+                })
+                .collect(),
+        };
         for state in self.partitions.values_mut() {
             // Seeks are made between batches: the next batch starts where they point.
             state.awaiting_seek = false;
         }
+
+        let mut out = BatchOutput::default();
+        for part in outputs {
+            out.closed.extend(part.closed);
+            out.dead.extend(part.dead);
+            out.counts.add(&part.counts);
+        }
+        out.dead.sort_unstable_by_key(|(index, _)| *index);
         out.counts.windows_closed = out.closed.len() as u64;
         out
-    }
-
-    fn process_one(&mut self, index: usize, input: &Input<'_>, out: &mut BatchOutput) {
-        let Some(stream) = self.stream_of(input.topic) else {
-            return;
-        };
-        // A partition the caller did not take up starts afresh at its first record.
-        let (spec, top_k) = (self.spec, self.top_k);
-        let state = self
-            .partitions
-            .entry((stream, input.partition))
-            .or_insert_with(|| PartitionState::fresh(spec, top_k, input.offset));
-        if state.awaiting_seek || input.offset < state.next {
-            return;
-        }
-        state.next = input.offset + 1;
-        out.counts.records += 1;
-        let replay = input.offset < state.replayed_until;
-        if replay {
-            out.counts.replayed += 1;
-        }
-
-        let group_by = &self.streams[usize::from(stream)].group_by;
-        let record = match decode(
-            input.payload,
-            group_by,
-            input.timestamp,
-            self.max_message_bytes,
-        ) {
-            Ok(record) => record,
-            Err(err) => {
-                if !replay {
-                    out.counts.dead_letters += 1;
-                    out.dead.push((index, err));
-                }
-                return;
-            }
-        };
-        let (extractor, scratch) = (&self.extractor, &mut self.scratch);
-        let placement = state.windows.record(
-            stream,
-            &record.group,
-            record.event_time,
-            input.offset,
-            |counts| extractor.extract(&record.text, scratch, |c, item| counts.add(c, item)),
-            &mut out.closed,
-        );
-        match placement {
-            Placement::OnTime => {}
-            Placement::PartlyLate => out.counts.late_partly += 1,
-            Placement::Dropped => out.counts.late_dropped += 1,
-        }
     }
 
     /// Where the partition can be continued from now; `None` while it is still replaying
@@ -289,6 +371,21 @@ impl Engine {
             .map(|p| p.windows.open_groups())
             .sum()
     }
+}
+
+/// A pool of `workers` threads (0: one per core), or `None` when that is one.
+fn worker_pool(workers: usize) -> Option<rayon::ThreadPool> {
+    let threads = match workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    (threads > 1).then(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("trendstream-worker-{i}"))
+            .build()
+            .expect("worker threads start")
+    })
 }
 
 /// FNV-1a over everything that changes what windows hold.
@@ -477,6 +574,46 @@ mod tests {
                 dead, expected_dead,
                 "dead letters, checkpoint at {checkpoint_at}"
             );
+        }
+    }
+
+    #[test]
+    fn partitions_processed_in_parallel_give_what_one_worker_gives() {
+        let with_workers = |workers: usize| {
+            let mut config = Config::from_toml("").unwrap();
+            config.batch.workers = workers;
+            Engine::new(
+                &config,
+                Arc::new(Extractor::new(&ExtractOptions::default())),
+            )
+        };
+        // Six partitions' logs interleaved into batches, as a consumer delivers them.
+        let logs: Vec<Vec<(i64, String)>> = (0..6).map(|p| partition_log(2_000, p)).collect();
+        let batches: Vec<Vec<Input<'_>>> = (0..20)
+            .map(|b| {
+                (b * 100..(b + 1) * 100)
+                    .flat_map(|i| {
+                        logs.iter().enumerate().map(move |(p, log)| Input {
+                            topic: "danmu",
+                            partition: p as i32,
+                            offset: log[i].0,
+                            payload: Some(log[i].1.as_bytes()),
+                            timestamp: None,
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
+        let (mut one, mut four) = (with_workers(1), with_workers(4));
+        for batch in &batches {
+            let (a, b) = (one.process(batch), four.process(batch));
+            assert_eq!(a.closed, b.closed);
+            assert_eq!(a.dead, b.dead);
+            assert_eq!(a.counts, b.counts);
+        }
+        assert!(one.open_groups() > 0 && one.open_groups() == four.open_groups());
+        for p in 0..6 {
+            assert_eq!(one.checkpoint("danmu", p), four.checkpoint("danmu", p));
         }
     }
 

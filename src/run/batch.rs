@@ -1,28 +1,48 @@
-//! One batch: through the engine, out to the sinks, acknowledged, checkpointed, committed.
+//! One batch: through the engine into a [`Job`], then out to the sinks, acknowledged,
+//! checkpointed and committed by the [`Writer`].
+//!
+//! The writer works on one job at a time in a task of its own, so the loop polls and processes
+//! batch N+1 while batch N's writes are being acknowledged. Jobs are written in order and a
+//! batch's offsets are committed only once every write of the batch is acknowledged, exactly as
+//! if the batches ran one after another: the overlap changes when work happens, not what is
+//! written.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rdkafka::message::{BorrowedMessage, Message};
-use tracing::{debug, warn};
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+use tracing::{debug, warn, Instrument};
 
 use super::consumer::commit;
 use super::{Kafka, RunError};
 use crate::config::Config;
 use crate::engine::{BatchCounts, Checkpoint, Engine, Input};
+use crate::extract::Category;
 use crate::sink::kafka::{DeadLetter, KafkaSink, WindowRecord};
 use crate::sink::redis::{Leaderboard, RedisSink};
 use crate::sink::with_retry;
+use crate::window::ClosedWindow;
 
-pub(super) async fn handle_batch(
-    consumer: &Arc<Kafka>,
-    engine: &mut Engine,
-    kafka: &mut KafkaSink,
-    redis: &RedisSink,
-    config: &Config,
-    batch: &[BorrowedMessage<'_>],
-) -> Result<BatchCounts, RunError> {
+/// What one batch must write, and where its partitions continue from once it is written.
+pub(super) struct Job {
+    closed: Vec<ClosedWindow>,
+    dead: Vec<DeadLetter>,
+    checkpoints: Vec<(String, i32, Checkpoint)>,
+    counts: BatchCounts,
+}
+
+/// What a written job reports back to the loop.
+pub(super) struct Written {
+    pub counts: BatchCounts,
+    /// Partitions whose checkpoint was refused: another instance is ahead on them.
+    pub refused: Vec<(String, i32)>,
+}
+
+/// Runs the batch through the engine; the result is owned, ready for the writer.
+pub(super) fn prepare(engine: &mut Engine, batch: &[BorrowedMessage<'_>]) -> Job {
     let inputs: Vec<Input<'_>> = batch
         .iter()
         .map(|m| Input {
@@ -33,88 +53,180 @@ pub(super) async fn handle_batch(
             timestamp: m.timestamp().to_millis(),
         })
         .collect();
-    let out = engine.process(&inputs);
-    let names: Vec<&str> = engine.streams().iter().map(|s| s.name.as_str()).collect();
-
-    for closed in &out.closed {
-        kafka
-            .send_window(&WindowRecord::new(
-                names[usize::from(closed.stream)],
-                closed,
-            ))
-            .await?;
-    }
-    for (index, err) in &out.dead {
-        let m = &batch[*index];
-        log_dead_letter(m, err);
-        let error = err.to_string();
-        kafka
-            .send_dead_letter(&DeadLetter {
-                topic: m.topic(),
-                partition: m.partition(),
-                offset: m.offset(),
-                key: m.key(),
-                payload: m.payload(),
-                timestamp: m.timestamp().to_millis(),
-                headers: m.headers(),
-                error_kind: err.kind(),
-                error: &error,
-            })
-            .await?;
-    }
-    let boards: Vec<Leaderboard<'_>> = out
-        .closed
+    // CPU work: off the async runtime's worker, which can run the writer meanwhile.
+    let out = match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
+            tokio::task::block_in_place(|| engine.process(&inputs))
+        }
+        _ => engine.process(&inputs),
+    };
+    let dead = out
+        .dead
         .iter()
-        .map(|c| Leaderboard {
-            stream: names[usize::from(c.stream)],
-            group: &c.group,
-            window_end: c.window_end,
-            terms: &c.top[crate::extract::Category::Term.index()],
+        .map(|(index, err)| {
+            let m = &batch[*index];
+            log_dead_letter(m, err);
+            DeadLetter::new(m, err)
         })
         .collect();
-    with_retry(&config.retry, "redis write", || {
-        let redis = redis.clone();
-        let boards = &boards;
-        async move { redis.write(boards).await }
-    })
-    .await?;
-    kafka.flush().await?;
 
-    // Every output of the batch is acknowledged: save where each partition can continue from,
-    // then tell the group how far it got.
     let mut partitions: Vec<(&str, i32)> =
         batch.iter().map(|m| (m.topic(), m.partition())).collect();
     partitions.sort_unstable();
     partitions.dedup();
-    let checkpoints: Vec<(&str, i32, Checkpoint)> = partitions
-        .iter()
-        .filter_map(|&(t, p)| engine.checkpoint(t, p).map(|c| (t, p, c)))
+    let checkpoints = partitions
+        .into_iter()
+        .filter_map(|(t, p)| engine.checkpoint(t, p).map(|c| (t.to_owned(), p, c)))
         .collect();
-    let group = config.kafka.group_id.as_str();
-    let refused = with_retry(&config.retry, "checkpoint write", || {
-        redis.save_checkpoints(group, &checkpoints)
-    })
-    .await?;
-    for (topic, partition) in &refused {
-        warn!(
-            topic,
-            partition, "Another instance is ahead on this partition; letting it go."
-        );
-        engine.forget(topic, *partition);
+    Job {
+        closed: out.closed,
+        dead,
+        checkpoints,
+        counts: out.counts,
     }
-    let progress: Vec<(&str, i32, i64)> = checkpoints
-        .iter()
-        .filter(|(t, p, _)| !refused.contains(&(t, *p)))
-        .map(|(t, p, c)| (*t, *p, c.next))
-        .collect();
-    commit(consumer, &progress).await;
-    debug!(
-        records = out.counts.records,
-        windows = out.closed.len(),
-        dead_letters = out.counts.dead_letters,
-        "Batch committed."
-    );
-    Ok(out.counts)
+}
+
+/// Writes jobs one at a time, each in a task of its own.
+pub(super) struct Writer {
+    sinks: Arc<Sinks>,
+    in_flight: Option<JoinHandle<Result<Written, RunError>>>,
+}
+
+struct Sinks {
+    consumer: Arc<Kafka>,
+    kafka: Mutex<KafkaSink>,
+    redis: RedisSink,
+    config: Arc<Config>,
+    /// Stream names by stream id.
+    streams: Vec<String>,
+}
+
+impl Writer {
+    pub(super) fn new(
+        consumer: Arc<Kafka>,
+        kafka: KafkaSink,
+        redis: RedisSink,
+        config: Arc<Config>,
+        engine: &Engine,
+    ) -> Writer {
+        let streams = engine.streams().iter().map(|s| s.name.clone()).collect();
+        Writer {
+            sinks: Arc::new(Sinks {
+                consumer,
+                kafka: Mutex::new(kafka),
+                redis,
+                config,
+                streams,
+            }),
+            in_flight: None,
+        }
+    }
+
+    /// Starts writing `job`. The job before it must be finished.
+    pub(super) fn start(&mut self, job: Job) {
+        assert!(self.in_flight.is_none(), "one job in flight at a time");
+        let span = tracing::info_span!("batch", records = job.counts.records);
+        let sinks = Arc::clone(&self.sinks);
+        self.in_flight = Some(tokio::spawn(
+            async move { sinks.write(job).await }.instrument(span),
+        ));
+    }
+
+    /// Waits until the job in flight, if any, is written and committed.
+    pub(super) async fn finish(&mut self) -> Result<Option<Written>, RunError> {
+        let Some(task) = self.in_flight.as_mut() else {
+            return Ok(None);
+        };
+        let written = task.await.expect("the write task does not panic");
+        self.in_flight = None;
+        written.map(Some)
+    }
+
+    /// Flushes the producer's own queue, for shutdown (after [`Writer::finish`]).
+    pub(super) async fn close(&self) {
+        self.sinks
+            .kafka
+            .lock()
+            .await
+            .close(std::time::Duration::from_secs(10));
+    }
+}
+
+impl Drop for Writer {
+    /// A loop that stops without finishing (an error, or its task dropped) stops its write too,
+    /// as a crash would: nothing of that job is committed.
+    fn drop(&mut self) {
+        if let Some(task) = &self.in_flight {
+            task.abort();
+        }
+    }
+}
+
+impl Sinks {
+    async fn write(&self, job: Job) -> Result<Written, RunError> {
+        let config = &self.config;
+        let mut kafka = self.kafka.lock().await;
+        for closed in &job.closed {
+            let stream = &self.streams[usize::from(closed.stream)];
+            kafka
+                .send_window(&WindowRecord::new(stream, closed))
+                .await?;
+        }
+        for dead in &job.dead {
+            kafka.send_dead_letter(dead).await?;
+        }
+        let boards: Vec<Leaderboard<'_>> = job
+            .closed
+            .iter()
+            .map(|c| Leaderboard {
+                stream: &self.streams[usize::from(c.stream)],
+                group: &c.group,
+                window_end: c.window_end,
+                terms: &c.top[Category::Term.index()],
+            })
+            .collect();
+        with_retry(&config.retry, "redis write", || self.redis.write(&boards)).await?;
+        kafka.flush().await?;
+        drop(kafka);
+
+        // Every output of the batch is acknowledged: save where each partition can continue
+        // from, then tell the group how far it got.
+        let checkpoints: Vec<(&str, i32, Checkpoint)> = job
+            .checkpoints
+            .iter()
+            .map(|(t, p, c)| (t.as_str(), *p, *c))
+            .collect();
+        let group = config.kafka.group_id.as_str();
+        let refused = with_retry(&config.retry, "checkpoint write", || {
+            self.redis.save_checkpoints(group, &checkpoints)
+        })
+        .await?;
+        for (topic, partition) in &refused {
+            warn!(
+                topic,
+                partition, "Another instance is ahead on this partition; letting it go."
+            );
+        }
+        let progress: Vec<(&str, i32, i64)> = checkpoints
+            .iter()
+            .filter(|(t, p, _)| !refused.contains(&(t, *p)))
+            .map(|(t, p, c)| (*t, *p, c.next))
+            .collect();
+        commit(&self.consumer, &progress).await;
+        debug!(
+            records = job.counts.records,
+            windows = job.closed.len(),
+            dead_letters = job.counts.dead_letters,
+            "Batch committed."
+        );
+        Ok(Written {
+            counts: job.counts,
+            refused: refused
+                .into_iter()
+                .map(|(t, p)| (t.to_owned(), p))
+                .collect(),
+        })
+    }
 }
 
 static DEAD_LETTER_LOG: std::sync::LazyLock<DefaultDirectRateLimiter> =

@@ -34,6 +34,11 @@ impl RebalanceContext {
         self.assignments.load(Ordering::Relaxed)
     }
 
+    /// Whether revocations wait for the loop to act on them.
+    pub fn has_revocations(&self) -> bool {
+        !self.revoked.lock().expect("revoked list lock").is_empty()
+    }
+
     /// Whether partitions were revoked and no new assignment has come yet.
     pub fn rebalancing(&self) -> bool {
         self.rebalancing.load(Ordering::Relaxed)

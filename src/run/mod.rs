@@ -17,10 +17,11 @@ use std::time::Duration;
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
+use rdkafka::Message;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, Instrument};
+use tracing::info;
 
 use crate::config::{Config, ConfigError};
 use crate::engine::Engine;
@@ -30,7 +31,7 @@ use crate::sink::kafka::KafkaSink;
 use crate::sink::redis::RedisSink;
 use crate::sink::{with_retry, SinkError};
 
-use batch::handle_batch;
+use batch::{prepare, Writer};
 use consumer::{
     check_topics, create_consumer, drop_revoked, poll_batch, take_up_partitions, RebalanceContext,
 };
@@ -77,6 +78,7 @@ pub(super) type Kafka = StreamConsumer<RebalanceContext>;
 /// Runs the consumer until `shutdown` completes (then finishes the batch in hand, commits it
 /// and leaves the group) or a fatal error occurs.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    let config = Arc::new(config);
     let extractor = Arc::new(Extractor::new(&ExtractOptions {
         min_term_chars: config.extract.min_term_chars,
         max_term_chars: config.extract.max_term_chars,
@@ -86,12 +88,19 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let mut engine = Engine::new(&config, extractor);
     let consumer = Arc::new(create_consumer(&config)?);
     let topology = check_topics(&consumer, &config).await?;
-    let mut kafka = KafkaSink::new(&config.kafka, topology.output_partitions)
+    let kafka = KafkaSink::new(&config.kafka, topology.output_partitions)
         .map_err(RunError::CreateProducer)?;
     let redis = with_retry(&config.retry, "redis connect", || {
         RedisSink::connect(&config.redis)
     })
     .await?;
+    let mut writer = Writer::new(
+        Arc::clone(&consumer),
+        kafka,
+        redis.clone(),
+        Arc::clone(&config),
+        &engine,
+    );
 
     let metrics = Arc::new(Metrics::default());
     let ownership = Ownership::start(
@@ -128,20 +137,41 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         metrics: Arc::clone(&metrics),
         last_log: Instant::now(),
     };
+    // What a finished write reports: counted, and partitions another instance is ahead on let
+    // go. Applied only between batches, so a refusal never undoes a later take-up.
+    let mut finish = async |writer: &mut Writer, engine: &mut Engine| -> Result<(), RunError> {
+        if let Some(written) = writer.finish().await? {
+            for (topic, partition) in &written.refused {
+                engine.forget(topic, *partition);
+            }
+            metrics.add_batch(&written.counts);
+            totals.maybe_log();
+        }
+        Ok(())
+    };
     metrics.ready.store(true, Ordering::Relaxed);
     loop {
         let idle_until = Instant::now() + config.ownership.renew_every;
         let (batch, stopping) =
             poll_batch(&consumer, &config, idle_until, shutdown.as_mut()).await?;
+        if consumer.context().has_revocations() || batch.is_empty() {
+            // Revoked partitions' last writes land before their windows are dropped.
+            finish(&mut writer, &mut engine).await?;
+        }
         let batch = drop_revoked(&consumer, &mut engine, batch);
         if !batch.is_empty() {
-            take_up_partitions(&consumer, &mut engine, &redis, &config, &batch).await?;
-            let span = tracing::info_span!("batch", records = batch.len());
-            let counts = handle_batch(&consumer, &mut engine, &mut kafka, &redis, &config, &batch)
-                .instrument(span)
-                .await?;
-            metrics.add_batch(&counts);
-            totals.maybe_log();
+            if batch
+                .iter()
+                .any(|m| !engine.holds(m.topic(), m.partition()))
+            {
+                // A partition is taken up from the checkpoint the write in flight may save.
+                finish(&mut writer, &mut engine).await?;
+                take_up_partitions(&consumer, &mut engine, &redis, &config, &batch).await?;
+            }
+            let job = prepare(&mut engine, &batch);
+            drop(batch);
+            finish(&mut writer, &mut engine).await?;
+            writer.start(job);
         }
         metrics
             .open_groups
@@ -152,6 +182,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         let caught_up = !engine.replaying() && !consumer.context().rebalancing();
         metrics.ready.store(caught_up, Ordering::Relaxed);
         if stopping {
+            finish(&mut writer, &mut engine).await?;
             break;
         }
         ownership.rejoin_if_wanted(&consumer, &topics)?;
@@ -161,7 +192,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     drop(ownership);
     info!("Shutting down: leaving the group.");
     consumer.unsubscribe();
-    kafka.close(Duration::from_secs(10));
+    writer.close().await;
     totals.log();
     stop_http.cancel();
     Ok(())

@@ -5,13 +5,14 @@
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::ClientConfig;
 use serde::Serialize;
 
 use super::SinkError;
 use crate::config::KafkaConfig;
+use crate::decode::DecodeError;
 use crate::engine::fnv1a;
 use crate::extract::Category;
 use crate::window::ClosedWindow;
@@ -73,18 +74,42 @@ impl<'a> WindowRecord<'a> {
     }
 }
 
-/// Where a dead letter came from and why it is one.
-#[derive(Clone, Copy)]
-pub struct DeadLetter<'a> {
-    pub topic: &'a str,
+/// An undecodable record as it goes to the dead-letter topic: the original key, value,
+/// timestamp and headers, where it was read and why it is one.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub topic: String,
     pub partition: i32,
     pub offset: i64,
-    pub key: Option<&'a [u8]>,
-    pub payload: Option<&'a [u8]>,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
     pub timestamp: Option<i64>,
-    pub headers: Option<&'a rdkafka::message::BorrowedHeaders>,
-    pub error_kind: &'a str,
-    pub error: &'a str,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    pub error_kind: &'static str,
+    pub error: String,
+}
+
+impl DeadLetter {
+    pub fn new(m: &BorrowedMessage<'_>, err: &DecodeError) -> DeadLetter {
+        DeadLetter {
+            topic: m.topic().to_owned(),
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(<[u8]>::to_vec),
+            payload: m.payload().map(<[u8]>::to_vec),
+            timestamp: m.timestamp().to_millis(),
+            headers: m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            error_kind: err.kind(),
+            error: err.to_string(),
+        }
+    }
 }
 
 /// Which topic a queued record goes to.
@@ -136,22 +161,20 @@ impl KafkaSink {
 
     /// Queues a dead letter: the original key, value, timestamp and headers, plus headers
     /// that say why and where from.
-    pub async fn send_dead_letter(&mut self, dead: &DeadLetter<'_>) -> Result<(), SinkError> {
+    pub async fn send_dead_letter(&mut self, dead: &DeadLetter) -> Result<(), SinkError> {
         let mut hdrs = OwnedHeaders::new();
-        if let Some(original) = dead.headers {
-            for h in original.iter() {
-                hdrs = hdrs.insert(Header {
-                    key: h.key,
-                    value: h.value,
-                });
-            }
+        for (key, value) in &dead.headers {
+            hdrs = hdrs.insert(Header {
+                key,
+                value: value.as_deref(),
+            });
         }
         let partition = dead.partition.to_string();
         let offset = dead.offset.to_string();
         for (key, value) in [
-            (headers::ERROR, dead.error),
+            (headers::ERROR, dead.error.as_str()),
             (headers::ERROR_KIND, dead.error_kind),
-            (headers::SOURCE_TOPIC, dead.topic),
+            (headers::SOURCE_TOPIC, dead.topic.as_str()),
             (headers::SOURCE_PARTITION, &partition),
             (headers::SOURCE_OFFSET, &offset),
         ] {
@@ -162,10 +185,10 @@ impl KafkaSink {
         }
         let topic = self.dead_letter_topic.clone();
         let mut out: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic).headers(hdrs);
-        if let Some(key) = dead.key {
+        if let Some(key) = &dead.key {
             out = out.key(key);
         }
-        if let Some(payload) = dead.payload {
+        if let Some(payload) = &dead.payload {
             out = out.payload(payload);
         }
         if let Some(ts) = dead.timestamp {

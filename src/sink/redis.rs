@@ -11,13 +11,14 @@
 //!   cluster slot, so they are read with one `MGET`.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use futures::future::try_join_all;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisFuture, Value};
+use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 
 use super::SinkError;
 use crate::config::RedisConfig;
@@ -27,9 +28,13 @@ use crate::window::WatermarkState;
 /// Scripts sent at once on the multiplexed connection.
 const IN_FLIGHT: usize = 256;
 
-/// Scripts are sent whole with EVAL: routed by their first key, they work the same on a
-/// cluster, where a script loaded on one node is unknown to the others.
-const LEADERBOARD: &str = r"
+/// Scripts are called by their SHA1 (`EVALSHA`), routed by their first key; a node that does
+/// not know a script yet (a cluster node, a restarted Redis) answers `NOSCRIPT`, and it is
+/// loaded on every node and called again.
+static LEADERBOARD: LazyLock<Script> = LazyLock::new(|| Script::new(LEADERBOARD_LUA));
+static CHECKPOINT: LazyLock<Script> = LazyLock::new(|| Script::new(CHECKPOINT_LUA));
+
+const LEADERBOARD_LUA: &str = r"
 -- KEYS[1] leaderboard, KEYS[2] its fence; ARGV[1] window_end, ARGV[2] ttl (ms), then
 -- score, member pairs.
 local fence = redis.call('GET', KEYS[2])
@@ -43,7 +48,7 @@ redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 return 1
 ";
 
-const CHECKPOINT: &str = r"
+const CHECKPOINT_LUA: &str = r"
 -- KEYS[1] checkpoint; ARGV: next, resume, max_event_time, closed_end, settings.
 local next = redis.call('HGET', KEYS[1], 'next')
 if next and tonumber(next) > tonumber(ARGV[1]) then return 0 end
@@ -163,17 +168,14 @@ impl RedisSink {
     async fn write_one(&self, board: &Leaderboard<'_>) -> redis::RedisResult<i64> {
         let mut conn = self.conn.clone();
         let key = self.key(board.stream, board.group);
-        let mut eval = redis::cmd("EVAL");
-        eval.arg(LEADERBOARD)
-            .arg(2)
-            .arg(&key)
-            .arg(format!("{{{key}}}:window"))
+        let mut call = LEADERBOARD.key(&key);
+        call.key(format!("{{{key}}}:window"))
             .arg(board.window_end)
             .arg(self.ttl_ms);
         for (term, n) in board.terms {
-            eval.arg(*n).arg(term.as_str());
+            call.arg(*n).arg(term.as_str());
         }
-        eval.query_async(&mut conn).await
+        call.invoke_async(&mut conn).await
     }
 
     fn checkpoint_key(&self, kafka_group: &str, topic: &str, partition: i32) -> String {
@@ -211,16 +213,14 @@ impl RedisSink {
         c: &Checkpoint,
     ) -> redis::RedisResult<i64> {
         let mut conn = self.conn.clone();
-        redis::cmd("EVAL")
-            .arg(CHECKPOINT)
-            .arg(1)
-            .arg(self.checkpoint_key(kafka_group, topic, partition))
+        CHECKPOINT
+            .key(self.checkpoint_key(kafka_group, topic, partition))
             .arg(c.next)
             .arg(c.resume)
             .arg(opt(c.watermark.max_event_time))
             .arg(opt(c.watermark.closed_end))
             .arg(c.settings.to_string())
-            .query_async(&mut conn)
+            .invoke_async(&mut conn)
             .await
     }
 

@@ -11,6 +11,7 @@ mod normalise;
 use std::collections::HashSet;
 
 use aho_corasick::{AhoCorasick, MatchKind};
+use foldhash::fast::RandomState;
 use jieba_rs::Jieba;
 use serde::Serialize;
 
@@ -78,7 +79,7 @@ pub struct Scratch {
 pub struct Extractor {
     jieba: Jieba,
     entities: EntityFinder,
-    stop_words: HashSet<String>,
+    stop_words: HashSet<String, RandomState>,
     keywords: Option<(AhoCorasick, Vec<String>)>,
     min_term_chars: usize,
     max_term_chars: usize,
@@ -145,24 +146,30 @@ impl Extractor {
         }
 
         for token in self.jieba.cut(term_text, true) {
-            let token = token.word.trim();
-            if self.is_term(token) {
-                items.push((Category::Term, token));
+            let word = token.word.trim();
+            let chars = if word.len() == token.word.len() {
+                token.end - token.start
+            } else {
+                word.chars().count()
+            };
+            if self.is_term(word, chars) {
+                items.push((Category::Term, word));
             }
         }
 
-        items.sort_unstable();
-        items.dedup();
+        // Each item once, in the order first found (the same text gives the same order).
+        let mut seen = HashSet::with_capacity_and_hasher(items.len(), RandomState::default());
         for (category, item) in items {
-            emit(category, item);
+            if seen.insert((category, item)) {
+                emit(category, item);
+            }
         }
     }
 
-    fn is_term(&self, token: &str) -> bool {
-        let chars = token.chars().count();
+    fn is_term(&self, token: &str, chars: usize) -> bool {
         chars >= self.min_term_chars
             && chars <= self.max_term_chars
-            && token.chars().any(char::is_alphabetic)
+            && token.chars().any(is_letter)
             && !self.stop_words.contains(token)
     }
 
@@ -172,13 +179,33 @@ impl Extractor {
         self.extract(text, &mut Scratch::default(), |c, item| {
             out[c.index()].push(item.to_owned())
         });
+        out.iter_mut().for_each(|items| items.sort_unstable());
         out
+    }
+}
+
+/// `char::is_alphabetic`, with the common cases first: ASCII and CJK ideographs.
+fn is_letter(c: char) -> bool {
+    if c.is_ascii() {
+        c.is_ascii_alphabetic()
+    } else {
+        matches!(c, '\u{4E00}'..='\u{9FFF}') || c.is_alphabetic()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn letters_are_what_unicode_says() {
+        for c in ['a', 'Z', '中', '龥', 'é', 'ж', 'ひ', '한'] {
+            assert!(is_letter(c) && c.is_alphabetic(), "{c}");
+        }
+        for c in ['6', ' ', '!', '😂', '，', '\u{3000}'] {
+            assert!(!is_letter(c) && !c.is_alphabetic(), "{c:?}");
+        }
+    }
 
     #[test]
     fn stop_words_digits_and_single_characters_are_not_terms() {

@@ -11,9 +11,27 @@ pub fn normalise_into(text: &str, out: &mut String) {
         out.make_ascii_lowercase();
         return;
     }
-    for c in text.chars() {
-        out.push(normalise_char(c));
+    // Only 'A'..='Z', U+3000 (lead byte 0xE3) and U+FF01..=U+FF5E (lead byte 0xEF) change;
+    // runs between them are copied whole. Continuation bytes never equal these bytes, so a
+    // hit is always the start of a character.
+    let bytes = text.as_bytes();
+    let (mut copied, mut i) = (0, 0);
+    while i < bytes.len() {
+        let b = bytes[i];
+        if !(b.is_ascii_uppercase() || b == 0xE3 || b == 0xEF) {
+            i += 1;
+            continue;
+        }
+        let c = text[i..].chars().next().expect("a character starts here");
+        let to = normalise_char(c);
+        if to != c {
+            out.push_str(&text[copied..i]);
+            out.push(to);
+            copied = i + c.len_utf8();
+        }
+        i += c.len_utf8();
     }
+    out.push_str(&text[copied..]);
 }
 
 /// The normalised form of `text`.
@@ -46,6 +64,14 @@ mod tests {
     #[test]
     fn ideographic_space_becomes_space() {
         assert_eq!(normalise("你好\u{3000}世界"), "你好 世界");
+    }
+
+    #[test]
+    fn characters_around_the_changed_ones_are_kept() {
+        assert_eq!(
+            normalise("主播Ａ好\u{3000}看ＨＴＴＰ：／／x。Ｘ、ー"),
+            "主播a好 看http://x。x、ー"
+        );
     }
 
     #[test]

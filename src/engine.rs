@@ -89,9 +89,9 @@ struct PartitionState {
 
 impl PartitionState {
     /// Windows that start empty at `offset`.
-    fn fresh(spec: WindowSpec, top_k: usize, offset: i64) -> Self {
+    fn fresh(spec: WindowSpec, top_k: usize, max_items: usize, offset: i64) -> Self {
         PartitionState {
-            windows: PartitionWindows::new(spec, top_k),
+            windows: PartitionWindows::new(spec, top_k, max_items),
             next: offset,
             replayed_until: offset,
             awaiting_seek: false,
@@ -105,6 +105,7 @@ pub struct Engine {
     scratch: Scratch,
     spec: WindowSpec,
     top_k: usize,
+    max_items: usize,
     max_message_bytes: usize,
     settings: u64,
     partitions: HashMap<(StreamId, i32), PartitionState>,
@@ -130,6 +131,7 @@ impl Engine {
                 out_of_orderness: config.out_of_orderness_ms(),
             },
             top_k: config.output.top_k,
+            max_items: config.window.max_items,
             max_message_bytes: config.input.max_message_bytes,
             settings: settings_fingerprint(config),
             partitions: HashMap::new(),
@@ -168,12 +170,17 @@ impl Engine {
         let stream = self.stream_of(topic)?;
         let mut state = match checkpoint.filter(|c| c.settings == self.settings) {
             Some(c) => PartitionState {
-                windows: PartitionWindows::resume(self.spec, self.top_k, c.watermark),
+                windows: PartitionWindows::resume(
+                    self.spec,
+                    self.top_k,
+                    self.max_items,
+                    c.watermark,
+                ),
                 next: c.resume,
                 replayed_until: c.next,
                 awaiting_seek: false,
             },
-            None => PartitionState::fresh(self.spec, self.top_k, fresh_start),
+            None => PartitionState::fresh(self.spec, self.top_k, self.max_items, fresh_start),
         };
         state.awaiting_seek = first_offset > state.next;
         let seek = state.awaiting_seek.then_some(state.next);
@@ -200,11 +207,11 @@ impl Engine {
             return;
         };
         // A partition the caller did not take up starts afresh at its first record.
-        let (spec, top_k) = (self.spec, self.top_k);
+        let (spec, top_k, max_items) = (self.spec, self.top_k, self.max_items);
         let state = self
             .partitions
             .entry((stream, input.partition))
-            .or_insert_with(|| PartitionState::fresh(spec, top_k, input.offset));
+            .or_insert_with(|| PartitionState::fresh(spec, top_k, max_items, input.offset));
         if state.awaiting_seek || input.offset < state.next {
             return;
         }
@@ -295,11 +302,12 @@ impl Engine {
 fn settings_fingerprint(config: &Config) -> u64 {
     let e = &config.extract;
     let text = format!(
-        "{}|{}|{}|{}|{}|{}|{:?}|{:?}|{:?}",
+        "{}|{}|{}|{}|{}|{}|{}|{:?}|{:?}|{:?}",
         config.width_ms(),
         config.slide_ms(),
         config.out_of_orderness_ms(),
         config.output.top_k,
+        config.window.max_items,
         e.min_term_chars,
         e.max_term_chars,
         e.stop_words_file,

@@ -27,6 +27,9 @@ use crate::extract::Category;
 
 pub use summary::Summary;
 
+/// The maps of this module hash with [`summary::RandomState`]: keys are attacker-controlled.
+type Map<K, V> = HashMap<K, V, summary::RandomState>;
+
 /// Index of a stream in the configured list of enabled streams.
 pub type StreamId = u16;
 
@@ -115,7 +118,7 @@ pub struct PartitionWindows {
     /// Every window ending at or before this has closed.
     closed_end: Option<i64>,
     /// Open panes of each group, by stream, then group key, then pane start.
-    groups: Vec<HashMap<Arc<str>, BTreeMap<i64, Counts>>>,
+    groups: Vec<Map<Arc<str>, BTreeMap<i64, Counts>>>,
     /// The groups holding data in each pane, by pane start.
     panes: BTreeMap<i64, Pane>,
 }
@@ -217,7 +220,7 @@ impl PartitionWindows {
     ) -> &mut Counts {
         let index = usize::from(stream);
         if self.groups.len() <= index {
-            self.groups.resize_with(index + 1, HashMap::new);
+            self.groups.resize_with(index + 1, Map::default);
         }
         let groups = &mut self.groups[index];
         let key = match groups.get_key_value(group) {
@@ -294,7 +297,7 @@ impl PartitionWindows {
     fn merge(&self, key: &GroupKey, start: i64, end: i64) -> ClosedWindow {
         let panes = &self.groups[usize::from(key.0)][&key.1];
         let mut messages = 0;
-        let mut sums: [HashMap<&str, u64>; 6] = Default::default();
+        let mut sums: [Map<&str, u64>; 6] = Default::default();
         let mut error = [0; 6];
         for (_, counts) in panes.range(start..end) {
             messages += counts.messages;
@@ -318,7 +321,7 @@ impl PartitionWindows {
 }
 
 /// The `k` largest counts, by count descending then item ascending.
-pub fn top_k(counts: HashMap<&str, u64>, k: usize) -> Vec<(String, u64)> {
+pub fn top_k<S>(counts: HashMap<&str, u64, S>, k: usize) -> Vec<(String, u64)> {
     let mut all: Vec<(&str, u64)> = counts.into_iter().collect();
     let order = |a: &(&str, u64), b: &(&str, u64)| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0));
     if all.len() > k {

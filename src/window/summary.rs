@@ -21,8 +21,10 @@
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 
-/// The hasher of the window maps.
-pub type RandomState = std::collections::hash_map::RandomState;
+/// The hasher of the window maps: foldhash, fast on short keys, with a seed drawn at random
+/// once per process (and varied per map), so colliding keys cannot be prepared from public
+/// text as they could for an unseeded hash.
+pub type RandomState = foldhash::fast::RandomState;
 
 /// Counts of the frequent items of one (group, pane, category).
 #[derive(Debug, Clone)]

@@ -12,7 +12,9 @@
 //!   for at most `--python-seconds` (default 60): its records/s from its committed offsets.
 //!
 //! `cargo bench --bench e2e -- [DANMU] [POSTS] [PARTITIONS]` (defaults 1000000 200000 4),
-//! `--instances=N` (N processes in one group), `--python` (needs the packages of
+//! `--instances=N` (N processes in one group), `--rooms=N` (live rooms of the danmu, default
+//! 10000), `--vocabulary=N` (one or two made-up words a record, drawn from N, so the distinct
+//! terms grow with the run; default 0, none), `--python` (needs the packages of
 //! `bench/requirements.txt` for `python3`, or `PYTHON=path`), `--json=FILE` (default
 //! `target/e2e.json`). Under `cargo test --all-targets` it makes a quick run of 2500 records.
 
@@ -97,6 +99,12 @@ fn main() {
     let instances: usize = flag("--instances")
         .and_then(|n| n.parse().ok())
         .unwrap_or(1);
+    let rooms: u32 = flag("--rooms")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10_000);
+    let vocabulary: u32 = flag("--vocabulary")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
     let python = flag("--python").is_some();
     let python_seconds: u64 = flag("--python-seconds")
         .and_then(|n| n.parse().ok())
@@ -119,7 +127,9 @@ fn main() {
             let started = Instant::now();
             let out = Command::new(BIN)
                 .args(["generate", "--brokers", &brokers, "--danmu-topic", &topic])
-                .args(["--text-topic", &topic, "--rate", "0", "--rooms", "10000"])
+                .args(["--text-topic", &topic, "--rate", "0"])
+                .args(["--rooms", &rooms.to_string()])
+                .args(["--vocabulary", &vocabulary.to_string()])
                 .args(["--count", &count.to_string(), "--start-ms", &T0.to_string()])
                 .args(["--step-ms", "1", "--text-share", share])
                 .output()
@@ -154,6 +164,8 @@ fn main() {
                 "records": stream.records,
                 "partitions": partitions,
                 "instances": instances,
+                "rooms": rooms,
+                "vocabulary": vocabulary,
                 "value_mb": stream.value_bytes as f64 / 1e6,
                 "raw_consume_records_per_s": per_s(raw),
                 "segment_only_records_per_s": segment,

@@ -103,6 +103,10 @@ fn hot_path(c: &mut Criterion) {
             })
         });
         group.bench_function("window_update", |b| {
+            let max_items = trendstream::config::Config::from_toml("")
+                .expect("the defaults are valid")
+                .window
+                .max_items;
             let spec = WindowSpec {
                 width: 60_000,
                 slide: 10_000,
@@ -118,7 +122,7 @@ fn hot_path(c: &mut Criterion) {
                 })
                 .collect();
             b.iter(|| {
-                let mut windows = PartitionWindows::new(spec, 20);
+                let mut windows = PartitionWindows::new(spec, 20, max_items);
                 let mut closed = Vec::new();
                 for (i, record) in items.iter().enumerate() {
                     let group = ["r1", "r2", "r3", "r4"][i % 4];

@@ -29,6 +29,9 @@ const OWNED_CONSUMER_PROPERTIES: &[&str] = &[
     "enable.auto.offset.store",
 ];
 
+/// The most counters `window.max_items` may ask for per (group, pane, category).
+const MAX_WINDOW_ITEMS: usize = 1_000_000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read configuration: {0}")]
@@ -141,6 +144,10 @@ pub struct WindowConfig {
     /// How far the watermark trails the highest event time.
     #[serde(with = "humantime_serde")]
     pub out_of_orderness: Duration,
+    /// Items counted per (group, pane, category) at most: the bound on window memory. Counts
+    /// are exact below it; beyond, a window's counts may be below the true ones by at most
+    /// 2 × (occurrences in the window) / `max_items`.
+    pub max_items: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -414,6 +421,20 @@ impl Config {
                 "must be between 1 and 10000",
             ));
         }
+        if self.window.max_items < self.output.top_k {
+            return Err(invalid(
+                "window.max_items",
+                self.window.max_items,
+                format!("must be at least output.top_k ({})", self.output.top_k),
+            ));
+        }
+        if self.window.max_items > MAX_WINDOW_ITEMS {
+            return Err(invalid(
+                "window.max_items",
+                self.window.max_items,
+                format!("must be at most {MAX_WINDOW_ITEMS}"),
+            ));
+        }
 
         for url in self.redis.url.split(',').map(str::trim) {
             if let Err(err) = redis::Client::open(url) {
@@ -602,6 +623,22 @@ mod tests {
         assert_eq!(
             err("[window]\nslide = \"7s\""),
             "window.slide (7s) must divide window.width (1m)"
+        );
+    }
+
+    #[test]
+    fn max_items_below_top_k_is_refused() {
+        assert_eq!(
+            err("[window]\nmax_items = 10"),
+            "window.max_items (10) must be at least output.top_k (20)"
+        );
+    }
+
+    #[test]
+    fn max_items_above_a_million_is_refused() {
+        assert_eq!(
+            err("[window]\nmax_items = 2000000"),
+            "window.max_items (2000000) must be at most 1000000"
         );
     }
 

@@ -102,9 +102,9 @@ struct PartitionState {
 
 impl PartitionState {
     /// Windows that start empty at `offset`.
-    fn fresh(spec: WindowSpec, top_k: usize, offset: i64) -> Self {
+    fn fresh(spec: WindowSpec, top_k: usize, max_items: usize, offset: i64) -> Self {
         PartitionState {
-            windows: PartitionWindows::new(spec, top_k),
+            windows: PartitionWindows::new(spec, top_k, max_items),
             next: offset,
             replayed_until: offset,
             awaiting_seek: false,
@@ -187,6 +187,7 @@ pub struct Engine {
     workers: Option<rayon::ThreadPool>,
     spec: WindowSpec,
     top_k: usize,
+    max_items: usize,
     max_message_bytes: usize,
     settings: u64,
     partitions: HashMap<(StreamId, i32), PartitionState>,
@@ -213,6 +214,7 @@ impl Engine {
                 out_of_orderness: config.out_of_orderness_ms(),
             },
             top_k: config.output.top_k,
+            max_items: config.window.max_items,
             max_message_bytes: config.input.max_message_bytes,
             settings: settings_fingerprint(config),
             partitions: HashMap::new(),
@@ -251,12 +253,17 @@ impl Engine {
         let stream = self.stream_of(topic)?;
         let mut state = match checkpoint.filter(|c| c.settings == self.settings) {
             Some(c) => PartitionState {
-                windows: PartitionWindows::resume(self.spec, self.top_k, c.watermark),
+                windows: PartitionWindows::resume(
+                    self.spec,
+                    self.top_k,
+                    self.max_items,
+                    c.watermark,
+                ),
                 next: c.resume,
                 replayed_until: c.next,
                 awaiting_seek: false,
             },
-            None => PartitionState::fresh(self.spec, self.top_k, fresh_start),
+            None => PartitionState::fresh(self.spec, self.top_k, self.max_items, fresh_start),
         };
         state.awaiting_seek = first_offset > state.next;
         let seek = state.awaiting_seek.then_some(state.next);
@@ -277,7 +284,8 @@ impl Engine {
             let key = (stream, input.partition);
             if !self.partitions.contains_key(&key) {
                 // A partition the caller did not take up starts afresh at its first record.
-                let fresh = PartitionState::fresh(self.spec, self.top_k, input.offset);
+                let fresh =
+                    PartitionState::fresh(self.spec, self.top_k, self.max_items, input.offset);
                 self.partitions.insert(key, fresh);
             }
             routes.entry(key).or_default().push(index);
@@ -392,11 +400,12 @@ fn worker_pool(workers: usize) -> Option<rayon::ThreadPool> {
 fn settings_fingerprint(config: &Config) -> u64 {
     let e = &config.extract;
     let text = format!(
-        "{}|{}|{}|{}|{}|{}|{:?}|{:?}|{:?}",
+        "{}|{}|{}|{}|{}|{}|{}|{:?}|{:?}|{:?}",
         config.width_ms(),
         config.slide_ms(),
         config.out_of_orderness_ms(),
         config.output.top_k,
+        config.window.max_items,
         e.min_term_chars,
         e.max_term_chars,
         e.stop_words_file,

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use trendstream::config::{Config, LogFormat};
-use trendstream::generate::{generate, EventTime, GenerateOptions};
+use trendstream::generate::{generate, EventTime, GenerateOptions, MAX_VOCABULARY};
 use trendstream::watch::{watch, WatchOptions};
 
 #[derive(Parser)]
@@ -56,6 +56,10 @@ enum Command {
         /// Number of live rooms.
         #[arg(long, default_value_t = 50)]
         rooms: u32,
+        /// Add to each record one or two made-up words, drawn Zipf-like from this many
+        /// (0: none), so that the number of distinct terms grows with the run.
+        #[arg(long, default_value_t = 0)]
+        vocabulary: u32,
         /// Share of records that are text posts.
         #[arg(long, default_value_t = 0.1)]
         text_share: f64,
@@ -130,6 +134,7 @@ fn real_main() -> anyhow::Result<()> {
             rate,
             count,
             rooms,
+            vocabulary,
             text_share,
             bad_every,
             seed,
@@ -142,6 +147,10 @@ fn real_main() -> anyhow::Result<()> {
                 "--text-share ({text_share}) must be between 0 and 1"
             );
             anyhow::ensure!(rooms > 0, "--rooms (0) must be at least 1");
+            anyhow::ensure!(
+                vocabulary <= MAX_VOCABULARY,
+                "--vocabulary ({vocabulary}) must be at most {MAX_VOCABULARY}"
+            );
             let opts = GenerateOptions {
                 brokers,
                 danmu_topic,
@@ -149,6 +158,7 @@ fn real_main() -> anyhow::Result<()> {
                 rate,
                 count,
                 rooms,
+                vocabulary,
                 text_share,
                 bad_every,
                 seed,

@@ -6,7 +6,7 @@
 
 mod traffic;
 
-pub use traffic::TrafficGen;
+pub use traffic::{TrafficGen, MAX_VOCABULARY};
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -47,6 +47,8 @@ pub struct GenerateOptions {
     /// Records in total; 0 = until shutdown.
     pub count: u64,
     pub rooms: u32,
+    /// Made-up words (drawn Zipf-like) added to each record, one or two; 0 = none.
+    pub vocabulary: u32,
     /// Share of records that are posts (0.0..=1.0), the rest danmu.
     pub text_share: f64,
     /// One bad record (to the danmu topic) every N records; 0 = none.
@@ -104,7 +106,7 @@ pub async fn generate(
     let burst = NonZeroU32::new(chunk).expect("chunk is at least 1");
     let limiter = NonZeroU32::new(opts.rate)
         .map(|rate| RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)));
-    let mut traffic = TrafficGen::new(opts.seed, opts.rooms);
+    let mut traffic = TrafficGen::new(opts.seed, opts.rooms).with_vocabulary(opts.vocabulary);
     let mut mix = SmallRng::seed_from_u64(opts.seed ^ 0x9E37_79B9_7F4A_7C15);
     let mut in_flight: InFlight<'_> = VecDeque::with_capacity(MAX_IN_FLIGHT);
     let mut report = GenerateReport::default();
@@ -260,6 +262,7 @@ mod tests {
             rate: 0,
             count: 1,
             rooms: 1,
+            vocabulary: 0,
             text_share: 0.5,
             bad_every: 0,
             seed: 0,

@@ -1,6 +1,10 @@
 //! Sample records: danmu of themed, Zipf-skewed live rooms and news posts of several sources,
 //! as realistic as a few hundred phrases make them, plus malformed records. Pure and
 //! deterministic: a seeded [`SmallRng`], no I/O.
+//!
+//! With a *vocabulary* of N words, each record also carries one or two made-up words drawn
+//! Zipf-like from N distinct ones, so that the number of distinct terms grows with the run, as
+//! in real traffic with its long tail of names and neologisms.
 
 use std::sync::LazyLock;
 
@@ -79,6 +83,12 @@ const EMAILS: &str =
 const SOURCES: &[(&str, u32)] = &[("weibo", 50), ("zhihu", 20), ("tieba", 15), ("douban", 10)];
 const SOURCE_NEWS_WEIGHT: u32 = 5;
 const ALNUM: &[u8] = b"0123456789abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ";
+/// Made-up words are written with the CJK Unified Ideographs U+4E00..U+9FA5.
+const WORD_CHAR_FIRST: u32 = 0x4E00;
+const WORD_CHARS: u64 = 0x9FA6 - 0x4E00;
+/// Vocabularies are at most this large: word indices then fit in a word's first two
+/// characters, which keeps the words of a vocabulary distinct.
+pub const MAX_VOCABULARY: u32 = 400_000_000;
 
 struct Lists {
     memes: Vec<&'static str>,
@@ -171,6 +181,8 @@ pub struct TrafficGen {
     rng: SmallRng,
     /// Cumulative Zipf weights of rooms r1000, r1001, … (r1000 is the hottest).
     room_weights: Vec<f64>,
+    /// Made-up words added to each record; 0 for none.
+    vocabulary: u32,
     next_post: u64,
     next_bad: u64,
 }
@@ -192,9 +204,17 @@ impl TrafficGen {
         TrafficGen {
             rng: SmallRng::seed_from_u64(seed),
             room_weights,
+            vocabulary: 0,
             next_post: 0,
             next_bad: 0,
         }
+    }
+
+    /// Adds one or two words, drawn Zipf-like from `words` made-up ones, to each danmu and post
+    /// (at most [`MAX_VOCABULARY`]); 0, the default, adds none and changes nothing else.
+    pub fn with_vocabulary(mut self, words: u32) -> Self {
+        self.vocabulary = words.min(MAX_VOCABULARY);
+        self
     }
 
     /// One danmu: (Kafka key = room id like "r1001", JSON value).
@@ -290,6 +310,7 @@ impl TrafficGen {
             extras.push(format!("联系邮箱 {} ", pick(rng, &lists.emails)));
         }
         let mut text = Text::new(POST_MAX_CHARS);
+        Self::push_vocabulary(rng, self.vocabulary, &mut text);
         if rng.random_bool(0.35) {
             let hashtag = format!("#{tag}#");
             if rng.random_bool(0.5) {
@@ -344,6 +365,21 @@ impl TrafficGen {
         }
     }
 
+    /// One or two words of the vocabulary, each followed by a space; nothing without one.
+    fn push_vocabulary(rng: &mut SmallRng, vocabulary: u32, text: &mut Text) {
+        if vocabulary == 0 {
+            return;
+        }
+        for _ in 0..rng.random_range(1..=2) {
+            // Rank r with probability ≈ 1 / ((r + 1) ln(N + 1)): Zipf, by inverting its
+            // continuous approximation, with no table of N weights.
+            let n = f64::from(vocabulary);
+            let rank = ((n + 1.0).powf(rng.random::<f64>()) - 1.0) as u32;
+            text.push(&word(rank.min(vocabulary - 1)));
+            text.push(" ");
+        }
+    }
+
     /// A room number, Zipf-distributed over the rooms.
     fn room(&mut self) -> u32 {
         let total = *self
@@ -365,6 +401,7 @@ impl TrafficGen {
         let theme = room.wrapping_mul(2_654_435_761) as usize >> 7;
         let (theme, words) = &lists.themes[theme % lists.themes.len()];
         let mut text = Text::new(DANMU_MAX_CHARS);
+        Self::push_vocabulary(rng, self.vocabulary, &mut text);
         if rng.random_bool(0.08) {
             text.push(&format!("{} ", pick(rng, &lists.danmu_mentions)));
         }
@@ -404,6 +441,31 @@ impl TrafficGen {
     }
 }
 
+/// Made-up word number `index` (below [`MAX_VOCABULARY`]): 2–4 CJK characters, the same for
+/// the same index and different for different ones (the first two characters encode the index,
+/// the rest are derived from it).
+pub fn word(index: u32) -> String {
+    let index = u64::from(index);
+    let mix = splitmix64(index);
+    let low = index % WORD_CHARS;
+    // Shifted by a function of `low`, so that popular words do not all share a character.
+    let high = (index / WORD_CHARS + splitmix64(low) % WORD_CHARS) % WORD_CHARS;
+    let extra = [mix >> 8, mix >> 32].map(|bits| bits % WORD_CHARS);
+    [low, high]
+        .into_iter()
+        .chain(extra.into_iter().take((mix % 3) as usize))
+        .map(|offset| char::from_u32(WORD_CHAR_FIRST + offset as u32).expect("a CJK ideograph"))
+        .collect()
+}
+
+/// The SplitMix64 finaliser: a fixed, well-mixing function of a number.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -435,6 +497,59 @@ mod tests {
         let mut c = TrafficGen::new(8, 100);
         let texts = |g: &mut TrafficGen| (0..20).map(|_| g.danmu_text()).collect::<Vec<_>>();
         assert_ne!(texts(&mut a), texts(&mut c));
+    }
+
+    const GOLDEN: u64 = 0xd47e_92ab_3d38_666a;
+
+    #[test]
+    fn without_a_vocabulary_the_records_are_those_of_before() {
+        // FNV-1a of the first records of seed 7, as generated before vocabularies existed.
+        let mut traffic = TrafficGen::new(7, 100).with_vocabulary(0);
+        let mut all = Vec::new();
+        for ts in 0..300 {
+            all.extend(traffic.danmu(ts).1.into_bytes());
+            all.extend(traffic.post(ts).1.into_bytes());
+            all.extend(traffic.bad().1);
+        }
+        assert_eq!(crate::engine::fnv1a(&all), GOLDEN);
+    }
+
+    #[test]
+    fn made_up_words_are_distinct_and_two_to_four_ideographs_long() {
+        let indices = (0..200_000).chain(MAX_VOCABULARY - 1_000..MAX_VOCABULARY);
+        let mut seen = std::collections::HashSet::new();
+        for i in indices {
+            let w = word(i);
+            let chars = w.chars().count();
+            assert!((2..=4).contains(&chars), "{i}: {w}");
+            assert!(
+                w.chars().all(|c| ('\u{4E00}'..='\u{9FA5}').contains(&c)),
+                "{w}"
+            );
+            assert!(seen.insert(w.clone()), "{i}: {w} again");
+            assert_eq!(word(i), w);
+        }
+    }
+
+    #[test]
+    fn a_vocabulary_adds_words_whose_variety_grows_with_its_size() {
+        // The first word of each text is a made-up one: the distinct ones among 10,000 texts.
+        let first_words = |words: u32| {
+            let mut traffic = TrafficGen::new(5, 20).with_vocabulary(words);
+            let mut seen = std::collections::HashSet::new();
+            for ts in 0..5_000 {
+                for value in [traffic.danmu(ts).1, traffic.post(ts).1] {
+                    let v: Value = serde_json::from_str(&value).expect("valid JSON");
+                    let text = v["text"].as_str().expect("text");
+                    seen.insert(text.split(' ').next().expect("a word").to_owned());
+                }
+            }
+            seen
+        };
+        let vocabulary: std::collections::HashSet<String> = (0..10).map(word).collect();
+        assert!(first_words(10).is_subset(&vocabulary));
+        let many = first_words(1_000_000).len();
+        assert!(many > 3_000, "{many} distinct words");
     }
 
     #[test]

@@ -12,11 +12,23 @@
 //! record is *late* for a window that had closed before it arrived: it still counts in the
 //! windows of its that are open, and is dropped when all of them have closed. A pane is freed
 //! when the last window that holds it closes; a group is freed with its last pane.
+//!
+//! Each pane keeps, per category, a [`Summary`] of at most `max_items` counters, so memory is
+//! bounded whatever the number of distinct items. With fewer distinct items the counts are
+//! exact; beyond, a window's counts may be below the true ones by at most the sum of its panes'
+//! errors, [`ClosedWindow::error`] ≤ 2 × (occurrences in the window) / `max_items`.
+
+mod summary;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use crate::extract::Category;
+
+pub use summary::Summary;
+
+/// The maps of this module hash with [`summary::RandomState`]: keys are attacker-controlled.
+type Map<K, V> = HashMap<K, V, summary::RandomState>;
 
 /// Index of a stream in the configured list of enabled streams.
 pub type StreamId = u16;
@@ -43,24 +55,27 @@ impl WindowSpec {
     }
 }
 
-/// Counts of one pane (or of a whole window, once merged).
-#[derive(Debug, Default, Clone)]
+/// Counts of one pane.
+#[derive(Debug, Clone)]
 pub struct Counts {
     /// Messages in the pane.
     pub messages: u64,
-    items: [HashMap<Box<str>, u32>; 6],
+    /// Per [`Category`].
+    items: [Summary; 6],
 }
 
 impl Counts {
+    /// Empty counts of at most `max_items` items per category.
+    pub fn new(max_items: usize) -> Self {
+        Counts {
+            messages: 0,
+            items: std::array::from_fn(|_| Summary::new(max_items)),
+        }
+    }
+
     /// Counts `item` once more under `category`.
     pub fn add(&mut self, category: Category, item: &str) {
-        let map = &mut self.items[category.index()];
-        match map.get_mut(item) {
-            Some(n) => *n += 1,
-            None => {
-                map.insert(item.into(), 1);
-            }
-        }
+        self.items[category.index()].add(item);
     }
 }
 
@@ -85,6 +100,10 @@ pub struct ClosedWindow {
     pub messages: u64,
     /// Top-K `(item, count)` per [`Category`], by count descending then item ascending.
     pub top: [Vec<(String, u64)>; 6],
+    /// Per [`Category`], the most a listed count may be below the true one, and the most an
+    /// item left out may have occurred more often than the last one listed: 0 when the counts
+    /// are exact, always at most 2 × (occurrences of the category in the window) / `max_items`.
+    pub error: [u64; 6],
 }
 
 /// Window state of one partition.
@@ -92,12 +111,14 @@ pub struct ClosedWindow {
 pub struct PartitionWindows {
     spec: WindowSpec,
     top_k: usize,
+    /// Counters per (group, pane, category) at most.
+    max_items: usize,
     /// Highest event time seen.
     max_event_time: Option<i64>,
     /// Every window ending at or before this has closed.
     closed_end: Option<i64>,
     /// Open panes of each group, by stream, then group key, then pane start.
-    groups: Vec<HashMap<Arc<str>, BTreeMap<i64, Counts>>>,
+    groups: Vec<Map<Arc<str>, BTreeMap<i64, Counts>>>,
     /// The groups holding data in each pane, by pane start.
     panes: BTreeMap<i64, Pane>,
 }
@@ -118,17 +139,18 @@ pub struct WatermarkState {
 }
 
 impl PartitionWindows {
-    pub fn new(spec: WindowSpec, top_k: usize) -> Self {
-        Self::resume(spec, top_k, WatermarkState::default())
+    pub fn new(spec: WindowSpec, top_k: usize, max_items: usize) -> Self {
+        Self::resume(spec, top_k, max_items, WatermarkState::default())
     }
 
     /// Windows that continue from a saved watermark state: replaying the partition's records
     /// from the saved [`resume_offset`](Self::resume_offset) rebuilds exactly the windows that
     /// were open, and closes nothing twice.
-    pub fn resume(spec: WindowSpec, top_k: usize, state: WatermarkState) -> Self {
+    pub fn resume(spec: WindowSpec, top_k: usize, max_items: usize, state: WatermarkState) -> Self {
         PartitionWindows {
             spec,
             top_k,
+            max_items,
             max_event_time: state.max_event_time,
             closed_end: state.closed_end,
             groups: Vec::new(),
@@ -198,7 +220,7 @@ impl PartitionWindows {
     ) -> &mut Counts {
         let index = usize::from(stream);
         if self.groups.len() <= index {
-            self.groups.resize_with(index + 1, HashMap::new);
+            self.groups.resize_with(index + 1, Map::default);
         }
         let groups = &mut self.groups[index];
         let key = match groups.get_key_value(group) {
@@ -208,7 +230,12 @@ impl PartitionWindows {
         let index = self.panes.entry(pane).or_default();
         index.groups.insert((stream, key.clone()));
         index.first_offset = Some(index.first_offset.map_or(offset, |o| o.min(offset)));
-        groups.entry(key).or_default().entry(pane).or_default()
+        let max_items = self.max_items;
+        groups
+            .entry(key)
+            .or_default()
+            .entry(pane)
+            .or_insert_with(|| Counts::new(max_items))
     }
 
     /// Closes every window that ends at or before the watermark and holds data.
@@ -270,11 +297,13 @@ impl PartitionWindows {
     fn merge(&self, key: &GroupKey, start: i64, end: i64) -> ClosedWindow {
         let panes = &self.groups[usize::from(key.0)][&key.1];
         let mut messages = 0;
-        let mut sums: [HashMap<&str, u64>; 6] = Default::default();
+        let mut sums: [Map<&str, u64>; 6] = Default::default();
+        let mut error = [0; 6];
         for (_, counts) in panes.range(start..end) {
             messages += counts.messages;
-            for (sum, items) in sums.iter_mut().zip(&counts.items) {
-                for (item, &n) in items {
+            for ((sum, error), summary) in sums.iter_mut().zip(&mut error).zip(&counts.items) {
+                *error += u64::from(summary.error());
+                for (item, n) in summary.iter() {
                     *sum.entry(item).or_default() += u64::from(n);
                 }
             }
@@ -286,12 +315,13 @@ impl PartitionWindows {
             window_end: end,
             messages,
             top: sums.map(|sum| top_k(sum, self.top_k)),
+            error,
         }
     }
 }
 
 /// The `k` largest counts, by count descending then item ascending.
-pub fn top_k(counts: HashMap<&str, u64>, k: usize) -> Vec<(String, u64)> {
+pub fn top_k<S>(counts: HashMap<&str, u64, S>, k: usize) -> Vec<(String, u64)> {
     let mut all: Vec<(&str, u64)> = counts.into_iter().collect();
     let order = |a: &(&str, u64), b: &(&str, u64)| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0));
     if all.len() > k {
@@ -346,7 +376,7 @@ mod tests {
 
     #[test]
     fn window_closes_when_watermark_reaches_its_end() {
-        let mut w = PartitionWindows::new(SPEC, 10);
+        let mut w = PartitionWindows::new(SPEC, 10, 1000);
         assert!(feed(&mut w, "a", 3, &["x"]).1.is_empty());
         // Watermark 9: the window [-50, 10) is still open.
         assert!(feed(&mut w, "a", 14, &["x"]).1.is_empty());
@@ -358,7 +388,7 @@ mod tests {
 
     #[test]
     fn a_record_counts_in_every_window_that_holds_it() {
-        let mut w = PartitionWindows::new(SPEC, 10);
+        let mut w = PartitionWindows::new(SPEC, 10, 1000);
         feed(&mut w, "a", 25, &["x"]);
         let (_, closed) = feed(&mut w, "a", 1_000, &[]);
         let ends: Vec<i64> = closed
@@ -373,7 +403,7 @@ mod tests {
 
     #[test]
     fn late_records_count_only_in_open_windows() {
-        let mut w = PartitionWindows::new(SPEC, 10);
+        let mut w = PartitionWindows::new(SPEC, 10, 1000);
         feed(&mut w, "a", 100, &[]);
         // Watermark 95: windows ending at or before 90 are closed.
         assert_eq!(feed(&mut w, "a", 85, &["late"]).0, Placement::PartlyLate);
@@ -393,7 +423,7 @@ mod tests {
 
     #[test]
     fn groups_are_separate_and_closed_in_key_order() {
-        let mut w = PartitionWindows::new(SPEC, 10);
+        let mut w = PartitionWindows::new(SPEC, 10, 1000);
         feed(&mut w, "b", 1, &["x"]);
         feed(&mut w, "a", 2, &["x"]);
         let (_, closed) = feed(&mut w, "c", 15, &[]);
@@ -416,6 +446,61 @@ mod tests {
         );
     }
 
+    /// Every window closed by feeding `records` (time, words) to group "g", then a far record.
+    fn run(mut w: PartitionWindows, records: &[(i64, Vec<String>)]) -> Vec<ClosedWindow> {
+        let mut all = Vec::new();
+        for (t, words) in records {
+            let words: Vec<&str> = words.iter().map(String::as_str).collect();
+            all.extend(feed(&mut w, "g", *t, &words).1);
+        }
+        all.extend(feed(&mut w, "g", 10_000, &[]).1);
+        all
+    }
+
+    #[test]
+    fn windows_stay_exact_while_each_pane_holds_fewer_items_than_the_cap() {
+        // Three items a pane, a new set every pane: a window holds up to eighteen.
+        let records: Vec<(i64, Vec<String>)> = (0..200)
+            .map(|i| {
+                let pane = i / 20;
+                let word = format!("w{pane}-{}", i % 3);
+                (i64::from(i) / 2, vec![word; (i % 3 + 1) as usize])
+            })
+            .collect();
+        let capped = run(PartitionWindows::new(SPEC, 20, 3), &records);
+        let uncapped = run(PartitionWindows::new(SPEC, 20, 1000), &records);
+        assert_eq!(capped, uncapped);
+        assert!(capped.iter().any(|c| c.top[0].len() == 18));
+        assert!(capped.iter().all(|c| c.error == [0; 6]));
+    }
+
+    #[test]
+    fn a_window_over_the_cap_keeps_its_heavy_hitter_within_the_error() {
+        // One pane: a heavy item every fourth record, the rest all different.
+        let records: Vec<(i64, Vec<String>)> = (0..2_000)
+            .map(|i| {
+                let word = if i % 4 == 0 {
+                    "hot".to_owned()
+                } else {
+                    format!("tail{i}")
+                };
+                (1, vec![word])
+            })
+            .collect();
+        let closed = run(PartitionWindows::new(SPEC, 5, 50), &records);
+        let window = &closed[0];
+        let error = window.error[0];
+        assert!(error > 0 && error <= 2 * 2_000 / 50, "error {error}");
+        let (first, estimate) = &window.top[0][0];
+        assert_eq!(first, "hot");
+        assert!(*estimate <= 500 && 500 - estimate <= error, "{estimate}");
+        // The six windows that hold the pane agree.
+        assert_eq!(closed.len(), 6);
+        assert!(closed
+            .iter()
+            .all(|c| c.top == window.top && c.error == window.error));
+    }
+
     #[test]
     fn results_do_not_depend_on_when_windows_are_asked_for() {
         // Closing happens inside `record`, so one stream of records gives one result.
@@ -428,7 +513,7 @@ mod tests {
             (70, "y"),
             (64, "x"),
         ];
-        let mut w = PartitionWindows::new(SPEC, 10);
+        let mut w = PartitionWindows::new(SPEC, 10, 1000);
         let mut all = Vec::new();
         for (t, word) in records {
             all.extend(feed(&mut w, "g", t, &[word]).1);

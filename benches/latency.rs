@@ -15,8 +15,9 @@
 //!   slide + the out-of-orderness); the rest is the pipeline's delay after the window could
 //!   close. Records of the first window (a partial slide) and of windows still open at the end
 //!   are left out, and counted.
-//! - **Memory over time**: the process's `VmRSS` every second, its peak (`VmHWM`) and CPU
-//!   seconds.
+//! - **Memory over time**: the process's `VmRSS` every second while producing, its peak
+//!   (`VmHWM`) and CPU seconds. Windows fill during the first `width` of the run, so the slope
+//!   of the last half says something only in runs much longer than the width.
 //! - **Keeping up**: the group's lag when producing stops (records produced − committed
 //!   offsets), the records/s committed meanwhile, and how long it takes to commit the rest.
 //!

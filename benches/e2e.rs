@@ -41,43 +41,6 @@ fn positional(i: usize, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn flag(name: &str) -> Option<String> {
-    std::env::args().find_map(|a| {
-        a.strip_prefix(name)
-            .map(|rest| rest.trim_start_matches('=').to_owned())
-    })
-}
-
-/// User + system CPU seconds and peak RSS (MiB) of process `pid`.
-fn usage(pid: u32) -> (f64, f64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let tick = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    let cpu = (tick(11) + tick(12)) / 100.0;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let rss_kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0.0);
-    (cpu, rss_kib / 1024.0)
-}
-
-fn terminate(mut child: Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
-}
-
 /// One stream's topic, preloaded.
 struct Stream {
     name: &'static str,

@@ -230,11 +230,17 @@ pub async fn create_topic(brokers: &str, topic: &str, partitions: i32) {
 }
 
 pub fn producer(brokers: &str) -> FutureProducer {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("linger.ms", "0")
-        .create()
-        .expect("producer")
+    producer_with(brokers, &[("linger.ms", "0")])
+}
+
+/// A producer with the given librdkafka properties.
+pub fn producer_with(brokers: &str, properties: &[(&str, &str)]) -> FutureProducer {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", brokers);
+    for (key, value) in properties {
+        config.set(*key, *value);
+    }
+    config.create().expect("producer")
 }
 
 /// Produces one record to a given partition and waits for the acknowledgement.
@@ -620,4 +626,66 @@ pub async fn redis(url: &str) -> redis::aio::MultiplexedConnection {
         .get_multiplexed_async_connection()
         .await
         .expect("redis connection")
+}
+
+/// The value of command-line flag `name`, given as `name=value` or `name value`; `Some("")`
+/// for a flag given alone.
+pub fn flag(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().enumerate().find_map(|(i, a)| {
+        if a == name {
+            let next = args.get(i + 1).filter(|v| !v.starts_with('-'));
+            return Some(next.cloned().unwrap_or_default());
+        }
+        a.strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix('='))
+            .map(str::to_owned)
+    })
+}
+
+/// A field of `/proc/<pid>/status` given in kB (`VmRSS`, `VmHWM`), in MiB; `None` when the
+/// process is gone.
+pub fn proc_status_mib(pid: u32, field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0)
+}
+
+/// User + system CPU seconds of process `pid` (0 when it is gone).
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let tick = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (tick(11) + tick(12)) / 100.0
+}
+
+/// User + system CPU seconds and peak RSS (MiB) of process `pid`.
+pub fn usage(pid: u32) -> (f64, f64) {
+    (
+        cpu_seconds(pid),
+        proc_status_mib(pid, "VmHWM").unwrap_or(0.0),
+    )
+}
+
+/// Asks `child` to stop (SIGTERM) and waits until it has.
+pub fn terminate(mut child: Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
 }

@@ -21,6 +21,7 @@ use super::{Kafka, RunError};
 use crate::config::Config;
 use crate::engine::{BatchCounts, Checkpoint, Engine, Input};
 use crate::extract::Category;
+use crate::observe::Metrics;
 use crate::sink::kafka::{DeadLetter, KafkaSink, WindowRecord};
 use crate::sink::redis::{Leaderboard, RedisSink};
 use crate::sink::with_retry;
@@ -36,7 +37,6 @@ pub(super) struct Job {
 
 /// What a written job reports back to the loop.
 pub(super) struct Written {
-    pub counts: BatchCounts,
     /// Partitions whose checkpoint was refused: another instance is ahead on them.
     pub refused: Vec<(String, i32)>,
 }
@@ -97,6 +97,7 @@ struct Sinks {
     kafka: Mutex<KafkaSink>,
     redis: RedisSink,
     config: Arc<Config>,
+    metrics: Arc<Metrics>,
     /// Stream names by stream id.
     streams: Vec<String>,
 }
@@ -107,6 +108,7 @@ impl Writer {
         kafka: KafkaSink,
         redis: RedisSink,
         config: Arc<Config>,
+        metrics: Arc<Metrics>,
         engine: &Engine,
     ) -> Writer {
         let streams = engine.streams().iter().map(|s| s.name.clone()).collect();
@@ -116,6 +118,7 @@ impl Writer {
                 kafka: Mutex::new(kafka),
                 redis,
                 config,
+                metrics,
                 streams,
             }),
             in_flight: None,
@@ -213,6 +216,7 @@ impl Sinks {
             .map(|(t, p, c)| (*t, *p, c.next))
             .collect();
         commit(&self.consumer, &progress).await;
+        self.metrics.add_batch(&job.counts);
         debug!(
             records = job.counts.records,
             windows = job.closed.len(),
@@ -220,7 +224,6 @@ impl Sinks {
             "Batch committed."
         );
         Ok(Written {
-            counts: job.counts,
             refused: refused
                 .into_iter()
                 .map(|(t, p)| (t.to_owned(), p))

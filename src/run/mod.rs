@@ -94,15 +94,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         RedisSink::connect(&config.redis)
     })
     .await?;
+    let metrics = Arc::new(Metrics::default());
     let mut writer = Writer::new(
         Arc::clone(&consumer),
         kafka,
         redis.clone(),
         Arc::clone(&config),
+        Arc::clone(&metrics),
         &engine,
     );
 
-    let metrics = Arc::new(Metrics::default());
     let ownership = Ownership::start(
         Arc::clone(&consumer),
         redis.clone(),
@@ -137,19 +138,17 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         metrics: Arc::clone(&metrics),
         last_log: Instant::now(),
     };
-    // What a finished write reports: counted, and partitions another instance is ahead on let
-    // go. Applied only between batches, so a refusal never undoes a later take-up.
+    // Partitions another instance is ahead on are let go when the write that learnt it is
+    // finished: only between batches, so a refusal never undoes a later take-up.
     let mut finish = async |writer: &mut Writer, engine: &mut Engine| -> Result<(), RunError> {
         if let Some(written) = writer.finish().await? {
             for (topic, partition) in &written.refused {
                 engine.forget(topic, *partition);
             }
-            metrics.add_batch(&written.counts);
             totals.maybe_log();
         }
         Ok(())
     };
-    metrics.ready.store(true, Ordering::Relaxed);
     loop {
         let idle_until = Instant::now() + config.ownership.renew_every;
         let (batch, stopping) =
@@ -179,7 +178,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         metrics
             .partitions_held
             .store(engine.partitions_held() as u64, Ordering::Relaxed);
-        let caught_up = !engine.replaying() && !consumer.context().rebalancing();
+        // Ready: a member of the group (assigned once, not in a rebalance), nothing replaying.
+        let context = consumer.context();
+        let caught_up = context.assignments() > 0 && !context.rebalancing() && !engine.replaying();
         metrics.ready.store(caught_up, Ordering::Relaxed);
         if stopping {
             finish(&mut writer, &mut engine).await?;

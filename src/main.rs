@@ -13,6 +13,11 @@ use trendstream::config::{Config, LogFormat};
 use trendstream::generate::{generate, EventTime, GenerateOptions, MAX_VOCABULARY};
 use trendstream::watch::{watch, WatchOptions};
 
+/// mimalloc: the window records, Redis arguments and closed windows of a batch are many small
+/// allocations, often freed on another thread than the one that made them.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     version,

@@ -6,7 +6,8 @@
 //!   else (the broker and librdkafka's ceiling);
 //! - **segmentation only**: the same texts through the segmenter alone, on one core;
 //! - **trendstream**: `trendstream run` as a process, from start until the group's committed
-//!   offsets cover every record: records/s, MB/s of values, CPU seconds and peak RSS (of that
+//!   offsets cover every record: records/s (steady, from the first commit seen to the last; and
+//!   from start, group join included), MB/s of values, CPU seconds and peak RSS (of that
 //!   process);
 //! - with `--python`, the straightforward Python job (`bench/baseline.py`) on the same topic,
 //!   for at most `--python-seconds` (default 60): its records/s from its committed offsets.
@@ -204,15 +205,51 @@ fn segment_only(texts: &[String]) -> f64 {
 }
 
 /// Waits until `group` has committed every record of `stream`.
-async fn all_committed(brokers: &str, group: &str, stream: &Stream, partitions: i32) {
+/// A group's progress on a stream, as its committed offsets showed it.
+struct Progress {
+    /// When the first commit was seen, and how many records it covered.
+    first: Option<(Instant, i64)>,
+    /// Records committed at the end.
+    done: i64,
+    /// When the last look was made.
+    end: Instant,
+}
+
+impl Progress {
+    /// Records per second from the first commit seen to the end: start-up and the group join
+    /// are left out (the 100 ms between looks blur it a little).
+    fn steady_rate(&self) -> f64 {
+        self.first.map_or(0.0, |(at, records)| {
+            (self.done - records) as f64 / (self.end - at).as_secs_f64()
+        })
+    }
+}
+
+/// Watches `group` commit `stream` until every record is committed or `until` passes.
+async fn all_committed(
+    brokers: &str,
+    group: &str,
+    stream: &Stream,
+    partitions: i32,
+    until: Instant,
+) -> Progress {
+    let mut first = None;
     loop {
         let done: i64 = committed(brokers, group, &stream.topic, partitions)
             .await
             .iter()
             .flatten()
             .sum();
-        if done as u64 >= stream.records {
-            return;
+        let now = Instant::now();
+        if done > 0 {
+            first.get_or_insert((now, done));
+        }
+        if done as u64 >= stream.records || now >= until {
+            return Progress {
+                first,
+                done,
+                end: now,
+            };
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -257,14 +294,16 @@ async fn trendstream_run(
                 .expect("start trendstream")
         })
         .collect();
-    all_committed(
+    let progress = all_committed(
         &config.kafka.brokers,
         &config.kafka.group_id,
         stream,
         partitions,
+        started + Duration::from_secs(3600),
     )
     .await;
     let secs = started.elapsed().as_secs_f64();
+    let steady = progress.steady_rate();
     let (mut cpu, mut rss) = (0.0, 0.0f64);
     for child in &children {
         let (c, r) = usage(child.id());
@@ -274,8 +313,9 @@ async fn trendstream_run(
     children.into_iter().for_each(terminate);
     json!({
         "seconds": secs,
-        "records_per_s": stream.records as f64 / secs,
-        "mb_per_s": stream.value_bytes as f64 / secs / 1e6,
+        "records_per_s_from_start": stream.records as f64 / secs,
+        "records_per_s": steady,
+        "mb_per_s": stream.value_bytes as f64 / stream.records as f64 * steady / 1e6,
         "cpu_seconds": cpu,
         "peak_rss_mib": rss,
     })
@@ -315,26 +355,17 @@ async fn python_run(
         .stderr(Stdio::null())
         .spawn()
         .expect("start the Python baseline");
-    let brokers = base.kafka.brokers.clone();
-    let finished = tokio::time::timeout(
-        Duration::from_secs(seconds),
-        all_committed(&brokers, &group, stream, partitions),
-    )
-    .await
-    .is_ok();
+    let until = started + Duration::from_secs(seconds);
+    let progress = all_committed(&base.kafka.brokers, &group, stream, partitions, until).await;
     let secs = started.elapsed().as_secs_f64();
     let (cpu, rss) = usage(child.id());
     terminate(child);
-    let done: i64 = committed(&brokers, &group, &stream.topic, partitions)
-        .await
-        .iter()
-        .flatten()
-        .sum();
     json!({
         "seconds": secs,
-        "records": done,
-        "finished": finished,
-        "records_per_s": done as f64 / secs,
+        "records": progress.done,
+        "finished": progress.done as u64 >= stream.records,
+        "records_per_s_from_start": progress.done as f64 / secs,
+        "records_per_s": progress.steady_rate(),
         "cpu_seconds": cpu,
         "peak_rss_mib": rss,
     })
@@ -344,12 +375,14 @@ fn print_row(row: &Value) {
     let f = |v: &Value| v.as_f64().unwrap_or(0.0);
     let t = &row["trendstream"];
     println!(
-        "{:>6}: {} records ({:.1} MB): trendstream {:.0} records/s ({:.1} MB/s, {:.1} CPU s, \
-         peak RSS {:.0} MiB); raw consume {:.0}/s ({:.0} %); segmentation only {:.0}/s ({:.0} %)",
+        "{:>6}: {} records ({:.1} MB): trendstream {:.0} records/s steady, {:.0} from start \
+         ({:.1} MB/s, {:.1} CPU s, peak RSS {:.0} MiB); raw consume {:.0}/s ({:.0} %); \
+         segmentation only {:.0}/s ({:.0} %)",
         row["stream"].as_str().unwrap_or(""),
         row["records"],
         f(&row["value_mb"]),
         f(&t["records_per_s"]),
+        f(&t["records_per_s_from_start"]),
         f(&t["mb_per_s"]),
         f(&t["cpu_seconds"]),
         f(&t["peak_rss_mib"]),
@@ -360,7 +393,7 @@ fn print_row(row: &Value) {
     );
     if let Some(py) = row.get("python") {
         println!(
-            "        python baseline {:.0} records/s ({} records in {:.0} s, {:.1} CPU s, peak \
+            "        python baseline {:.0} records/s steady ({} records in {:.0} s, {:.1} CPU s, peak \
              RSS {:.0} MiB): trendstream is {:.1}×",
             f(&py["records_per_s"]),
             py["records"],

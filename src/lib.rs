@@ -5,11 +5,12 @@
 //! One module per stage, in the order data flows:
 //!
 //! - [`config`]: the defaults, a TOML file and `TRENDSTREAM_*` variables, validated once.
-//! - [`run`]: the consumer loop — poll a batch, process it, write it, commit it.
+//! - [`run`]: the consumer loop — poll and process a batch while the one before is written,
+//!   checkpointed and committed.
 //! - [`decode`]: a record's JSON value into group key, event time and text, or why not.
 //! - [`extract`]: terms, hashtags, mentions, URL hosts, e-mails and watched keywords of a text.
 //! - [`window`]: event-time sliding windows per (stream, group) of one partition.
-//! - [`engine`]: decode → extract → window for a batch over every partition held.
+//! - [`engine`]: decode → extract → window for a batch, its partitions in parallel.
 //! - [`sink`]: Redis leaderboards, window records and dead letters, each with a flush barrier.
 //!
 //! Beside the pipeline: [`observe`] serves metrics and readiness, [`generate`] makes sample

@@ -682,10 +682,11 @@ pub fn usage(pid: u32) -> (f64, f64) {
     )
 }
 
-/// Asks `child` to stop (SIGTERM) and waits until it has.
-pub fn terminate(mut child: Child) {
-    let _ = Command::new("kill")
+/// Asks `child` to stop (SIGTERM), waits until it has and returns how it ended.
+pub fn terminate(mut child: Child) -> std::process::ExitStatus {
+    Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
+        .status()
+        .expect("kill");
+    child.wait().expect("wait")
 }

@@ -235,14 +235,6 @@ fn kill_and_restart(mut child: Child, config: &Path, log: &Path) -> Child {
     spawn_instance(config, log)
 }
 
-fn terminate(mut child: Child) -> std::process::ExitStatus {
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    child.wait().expect("wait")
-}
-
 async fn chaos(cluster: bool, crashes: Crashes) {
     let dir = tempfile::tempdir().unwrap();
     let tansu_port = free_port();

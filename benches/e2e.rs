@@ -217,10 +217,24 @@ struct Progress {
 
 impl Progress {
     /// Records per second from the first commit seen to the end: start-up and the group join
-    /// are left out (the 100 ms between looks blur it a little).
-    fn steady_rate(&self) -> f64 {
-        self.first.map_or(0.0, |(at, records)| {
-            (self.done - records) as f64 / (self.end - at).as_secs_f64()
+    /// are left out (the 100 ms between looks blur it a little). `None` when the first commit
+    /// seen already covered everything: a run too short for a steady rate.
+    fn steady_rate(&self) -> Option<f64> {
+        let (at, records) = self.first?;
+        let secs = (self.end - at).as_secs_f64();
+        (self.done > records && secs > 0.0).then(|| (self.done - records) as f64 / secs)
+    }
+
+    /// The rates of a run started at `started`: `records_per_s` is the steady rate, or the
+    /// rate from start when there is no steady one (`rate_basis` says which).
+    fn rates(&self, started: Instant) -> Value {
+        let from_start = self.done as f64 / (self.end - started).as_secs_f64();
+        let steady = self.steady_rate();
+        json!({
+            "records_per_s": steady.unwrap_or(from_start),
+            "rate_basis": if steady.is_some() { "steady" } else { "from start" },
+            "records_per_s_steady": steady,
+            "records_per_s_from_start": from_start,
         })
     }
 }
@@ -303,22 +317,22 @@ async fn trendstream_run(
     )
     .await;
     let secs = started.elapsed().as_secs_f64();
-    let steady = progress.steady_rate();
+    let mut report = progress.rates(started);
     let (mut cpu, mut rss) = (0.0, 0.0f64);
     for child in &children {
         let (c, r) = usage(child.id());
         cpu += c;
         rss = rss.max(r);
     }
-    children.into_iter().for_each(terminate);
-    json!({
-        "seconds": secs,
-        "records_per_s_from_start": stream.records as f64 / secs,
-        "records_per_s": steady,
-        "mb_per_s": stream.value_bytes as f64 / stream.records as f64 * steady / 1e6,
-        "cpu_seconds": cpu,
-        "peak_rss_mib": rss,
-    })
+    for child in children {
+        terminate(child);
+    }
+    let rate = report["records_per_s"].as_f64().unwrap_or(0.0);
+    report["seconds"] = json!(secs);
+    report["mb_per_s"] = json!(stream.value_bytes as f64 / stream.records as f64 * rate / 1e6);
+    report["cpu_seconds"] = json!(cpu);
+    report["peak_rss_mib"] = json!(rss);
+    report
 }
 
 /// The Python baseline on the stream until every record is committed or `seconds` pass.
@@ -360,28 +374,27 @@ async fn python_run(
     let secs = started.elapsed().as_secs_f64();
     let (cpu, rss) = usage(child.id());
     terminate(child);
-    json!({
-        "seconds": secs,
-        "records": progress.done,
-        "finished": progress.done as u64 >= stream.records,
-        "records_per_s_from_start": progress.done as f64 / secs,
-        "records_per_s": progress.steady_rate(),
-        "cpu_seconds": cpu,
-        "peak_rss_mib": rss,
-    })
+    let mut report = progress.rates(started);
+    report["seconds"] = json!(secs);
+    report["records"] = json!(progress.done);
+    report["finished"] = json!(progress.done as u64 >= stream.records);
+    report["cpu_seconds"] = json!(cpu);
+    report["peak_rss_mib"] = json!(rss);
+    report
 }
 
 fn print_row(row: &Value) {
     let f = |v: &Value| v.as_f64().unwrap_or(0.0);
     let t = &row["trendstream"];
     println!(
-        "{:>6}: {} records ({:.1} MB): trendstream {:.0} records/s steady, {:.0} from start \
+        "{:>6}: {} records ({:.1} MB): trendstream {:.0} records/s {}, {:.0} from start \
          ({:.1} MB/s, {:.1} CPU s, peak RSS {:.0} MiB); raw consume {:.0}/s ({:.0} %); \
          segmentation only {:.0}/s ({:.0} %)",
         row["stream"].as_str().unwrap_or(""),
         row["records"],
         f(&row["value_mb"]),
         f(&t["records_per_s"]),
+        t["rate_basis"].as_str().unwrap_or(""),
         f(&t["records_per_s_from_start"]),
         f(&t["mb_per_s"]),
         f(&t["cpu_seconds"]),
@@ -393,9 +406,10 @@ fn print_row(row: &Value) {
     );
     if let Some(py) = row.get("python") {
         println!(
-            "        python baseline {:.0} records/s steady ({} records in {:.0} s, {:.1} CPU s, peak \
-             RSS {:.0} MiB): trendstream is {:.1}×",
+            "        python baseline {:.0} records/s {} ({} records in {:.0} s, {:.1} CPU s, \
+             peak RSS {:.0} MiB): trendstream is {:.1}×",
             f(&py["records_per_s"]),
+            py["rate_basis"].as_str().unwrap_or(""),
             py["records"],
             f(&py["seconds"]),
             f(&py["cpu_seconds"]),

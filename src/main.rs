@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use trendstream::config::{Config, LogFormat};
-use trendstream::generate::{generate, EventTime, GenerateOptions, MAX_VOCABULARY};
+use trendstream::generate::{generate, Disorder, EventTime, GenerateOptions, MAX_VOCABULARY};
 use trendstream::watch::{watch, WatchOptions};
 
 /// mimalloc: the window records, Redis arguments and closed windows of a batch are many small
@@ -71,6 +71,14 @@ enum Command {
         /// One malformed record every N records (0: none).
         #[arg(long, default_value_t = 0)]
         bad_every: u64,
+        /// Share of records whose event time is moved back by up to --max-delay-ms.
+        #[arg(long, default_value_t = 0.0)]
+        out_of_order: f64,
+        #[arg(long, default_value_t = 3000)]
+        max_delay_ms: i64,
+        /// Share of records moved back by 5–30 s (late for windows already closed).
+        #[arg(long, default_value_t = 0.0)]
+        late: f64,
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Event time of the first record in epoch ms (default: the wall clock at send time).
@@ -142,6 +150,9 @@ fn real_main() -> anyhow::Result<()> {
             vocabulary,
             text_share,
             bad_every,
+            out_of_order,
+            max_delay_ms,
+            late,
             seed,
             start_ms,
             step_ms,
@@ -152,6 +163,12 @@ fn real_main() -> anyhow::Result<()> {
                 "--text-share ({text_share}) must be between 0 and 1"
             );
             anyhow::ensure!(rooms > 0, "--rooms (0) must be at least 1");
+            for (flag, share) in [("--out-of-order", out_of_order), ("--late", late)] {
+                anyhow::ensure!(
+                    (0.0..=1.0).contains(&share),
+                    "{flag} ({share}) must be between 0 and 1"
+                );
+            }
             anyhow::ensure!(
                 vocabulary <= MAX_VOCABULARY,
                 "--vocabulary ({vocabulary}) must be at most {MAX_VOCABULARY}"
@@ -170,6 +187,11 @@ fn real_main() -> anyhow::Result<()> {
                 event_time: match start_ms {
                     Some(start_ms) => EventTime::Fixed { start_ms, step_ms },
                     None => EventTime::Now,
+                },
+                disorder: Disorder {
+                    out_of_order,
+                    max_delay_ms,
+                    late,
                 },
                 producer: Vec::new(),
             };

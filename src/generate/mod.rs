@@ -36,6 +36,30 @@ pub enum EventTime {
     Fixed { start_ms: i64, step_ms: i64 },
 }
 
+/// Records sent with an event time earlier than their place in the stream, as real feeds have
+/// them (clients with slow clocks or networks, retries).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Disorder {
+    /// Share of records whose event time is moved back by up to `max_delay_ms`.
+    pub out_of_order: f64,
+    pub max_delay_ms: i64,
+    /// Share of records moved back by 5–30 s: late for windows that have closed.
+    pub late: f64,
+}
+
+impl Disorder {
+    /// How far back the next record's event time goes (0 for most).
+    fn delay(&self, rng: &mut SmallRng) -> i64 {
+        if self.late > 0.0 && rng.random_bool(self.late) {
+            rng.random_range(5_000..=30_000)
+        } else if self.out_of_order > 0.0 && rng.random_bool(self.out_of_order) {
+            rng.random_range(0..=self.max_delay_ms.max(0))
+        } else {
+            0
+        }
+    }
+}
+
 /// What [`generate`] sends, where and how fast.
 #[derive(Debug, Clone)]
 pub struct GenerateOptions {
@@ -55,6 +79,7 @@ pub struct GenerateOptions {
     pub bad_every: u64,
     pub seed: u64,
     pub event_time: EventTime,
+    pub disorder: Disorder,
     /// Extra librdkafka producer properties.
     pub producer: Vec<(String, String)>,
 }
@@ -108,6 +133,7 @@ pub async fn generate(
         .map(|rate| RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)));
     let mut traffic = TrafficGen::new(opts.seed, opts.rooms).with_vocabulary(opts.vocabulary);
     let mut mix = SmallRng::seed_from_u64(opts.seed ^ 0x9E37_79B9_7F4A_7C15);
+    let mut disorder = SmallRng::seed_from_u64(opts.seed ^ 0x2545_F491_4F6C_DD1D);
     let mut in_flight: InFlight<'_> = VecDeque::with_capacity(MAX_IN_FLIGHT);
     let mut report = GenerateReport::default();
     let mut sent: u64 = 0;
@@ -148,7 +174,7 @@ pub async fn generate(
                     let index = i64::try_from(sent).unwrap_or(i64::MAX);
                     start_ms.saturating_add(step_ms.saturating_mul(index))
                 }
-            };
+            } - opts.disorder.delay(&mut disorder);
             sent += 1;
             let (topic, key, value, counter) =
                 if opts.bad_every > 0 && sent.is_multiple_of(opts.bad_every) {
@@ -267,6 +293,7 @@ mod tests {
             bad_every: 0,
             seed: 0,
             event_time: EventTime::Now,
+            disorder: Disorder::default(),
             producer: Vec::new(),
         };
         assert_send(&generate(&opts, async {}));

@@ -207,6 +207,10 @@ pub struct OwnershipConfig {
     /// A lease's time to live; a partition without one for this long again is orphaned.
     #[serde(with = "humantime_serde")]
     pub lease: Duration,
+    /// A partition assigned here that delivers nothing for this long is taken up anyway, and
+    /// one sent to an offset that delivers nothing for this long is sent further back.
+    #[serde(with = "humantime_serde")]
+    pub stall_after: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -497,6 +501,13 @@ impl Config {
                     "must be at least three times ownership.renew_every ({})",
                     show(o.renew_every)
                 ),
+            ));
+        }
+        if o.stall_after < Duration::from_millis(100) {
+            return Err(invalid(
+                "ownership.stall_after",
+                show(o.stall_after),
+                "must be at least 100ms",
             ));
         }
         let listen = &self.http.listen;

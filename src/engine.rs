@@ -64,8 +64,52 @@ pub struct BatchOutput {
     pub closed: Vec<ClosedWindow>,
     /// Records that could not be decoded: their index in the batch and why.
     pub dead: Vec<(usize, DecodeError)>,
+    /// Partitions whose first record after a seek lay beyond the offset sought: the consumer
+    /// must be sent further back ([`Engine::rewind`]).
+    pub gaps: Vec<Gap>,
     pub counts: BatchCounts,
 }
+
+/// A partition that was positioned to read `target` on, and whose first record delivered was
+/// `first_offset`, beyond it: the broker skipped the records in between.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gap {
+    pub topic: String,
+    pub partition: i32,
+    pub target: i64,
+    pub first_offset: i64,
+}
+
+/// Whether a partition's records arrive without gaps.
+///
+/// A consumer sent to an offset expects the broker to deliver that record and every one after
+/// it. Apache Kafka does; tansu 0.6 serves a fetch that starts inside a stored record batch
+/// from the *next* batch, silently skipping the rest of the batch (and a fetch inside the last
+/// batch gets nothing). So a partition is positioned one record early, at `target - 1`, and is
+/// trusted only once a record in `from..=target` arrives: from that record on the log is read
+/// in order. A first record beyond `target` means a gap, and the partition is sent further back
+/// ([`Engine::rewind`]) until the delivered records cover `target`; records below the partition's
+/// next offset are then skipped as usual.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Position {
+    /// Records arrive in order, without gaps.
+    Settled,
+    /// The consumer was sent to `from` so that `target` is read: nothing is processed until a
+    /// record in `from..=target` shows the broker delivers from there.
+    Seeking {
+        from: i64,
+        target: i64,
+        /// Rewinds so far; each goes [`REWIND_FACTOR`] times further back.
+        rewinds: u32,
+        /// `from` is the start of the log: the broker cannot skip into it, so whatever arrives
+        /// first is accepted (records below it are gone from the log).
+        at_log_start: bool,
+    },
+}
+
+/// Each rewind of a partition goes this many times further back than the one before: a
+/// producer's batch holds at most a few thousand records, so three rewinds reach past any.
+const REWIND_FACTOR: i64 = 32;
 
 /// Per-batch counters.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +121,9 @@ pub struct BatchCounts {
     /// Records processed again to rebuild windows after a partition moved.
     pub replayed: u64,
     pub windows_closed: u64,
+    /// Records the broker skipped when a partition was positioned, and that a rewind could not
+    /// recover (they are no longer in the log): see [`Position`].
+    pub lost: u64,
 }
 
 impl BatchCounts {
@@ -87,6 +134,7 @@ impl BatchCounts {
         self.late_dropped += other.late_dropped;
         self.replayed += other.replayed;
         self.windows_closed += other.windows_closed;
+        self.lost += other.lost;
     }
 }
 
@@ -96,8 +144,7 @@ struct PartitionState {
     next: i64,
     /// Records below this were processed before the checkpoint: their dead letters are out.
     replayed_until: i64,
-    /// The consumer must seek back to `next`: ignore the partition's records until it has.
-    awaiting_seek: bool,
+    position: Position,
 }
 
 impl PartitionState {
@@ -107,8 +154,50 @@ impl PartitionState {
             windows: PartitionWindows::new(spec, top_k, max_items),
             next: offset,
             replayed_until: offset,
-            awaiting_seek: false,
+            position: Position::Settled,
         }
+    }
+
+    /// Sends the partition to read from `next` on: one record early, to see that the broker
+    /// delivers from there. Returns the offset to seek to.
+    fn seek_to_next(&mut self) -> i64 {
+        let from = (self.next - 1).max(0);
+        self.position = Position::Seeking {
+            from,
+            target: self.next,
+            rewinds: 0,
+            at_log_start: from == 0,
+        };
+        from
+    }
+
+    /// Whether the record at `offset` is to be processed, as far as the position goes.
+    /// Reports a gap the first time a record lies beyond the target.
+    fn accept(&mut self, offset: i64, gap: &mut Option<(i64, i64)>, lost: &mut u64) -> bool {
+        let Position::Seeking {
+            from,
+            target,
+            at_log_start,
+            ..
+        } = self.position
+        else {
+            return true;
+        };
+        if offset < from {
+            return false; // Delivered before the seek took effect.
+        }
+        if offset <= target {
+            self.position = Position::Settled;
+            return true;
+        }
+        if at_log_start {
+            // Nothing before `from` to rewind to: the records up to `offset` left the log.
+            *lost += (offset - target) as u64;
+            self.position = Position::Settled;
+            return true;
+        }
+        gap.get_or_insert((target, offset));
+        false
     }
 }
 
@@ -131,9 +220,12 @@ impl Records<'_, '_> {
     ) -> BatchOutput {
         let mut out = BatchOutput::default();
         let group_by = &self.streams[usize::from(stream)].group_by;
+        let mut gap = None;
         for &index in indices {
             let input = &self.batch[index];
-            if state.awaiting_seek || input.offset < state.next {
+            if !state.accept(input.offset, &mut gap, &mut out.counts.lost)
+                || input.offset < state.next
+            {
                 continue;
             }
             state.next = input.offset + 1;
@@ -173,6 +265,15 @@ impl Records<'_, '_> {
                 Placement::PartlyLate => out.counts.late_partly += 1,
                 Placement::Dropped => out.counts.late_dropped += 1,
             }
+        }
+        if let Some((target, first_offset)) = gap {
+            let first = &self.batch[indices[0]];
+            out.gaps.push(Gap {
+                topic: first.topic.to_owned(),
+                partition: first.partition,
+                target,
+                first_offset,
+            });
         }
         out
     }
@@ -240,15 +341,15 @@ impl Engine {
 
     /// Takes up a partition from its checkpoint, or afresh from `fresh_start` (the group's
     /// committed offset, or where the log starts) when it has none. `first_offset` is the first
-    /// record the consumer delivered. Returns the offset the consumer must seek to, if
-    /// processing has to start before `first_offset`.
+    /// record the consumer delivered, if any yet. Returns the offset the consumer must seek to,
+    /// unless the records in hand already cover where processing starts.
     pub fn restore(
         &mut self,
         topic: &str,
         partition: i32,
         checkpoint: Option<Checkpoint>,
         fresh_start: i64,
-        first_offset: i64,
+        first_offset: Option<i64>,
     ) -> Option<i64> {
         let stream = self.stream_of(topic)?;
         let mut state = match checkpoint.filter(|c| c.settings == self.settings) {
@@ -261,14 +362,81 @@ impl Engine {
                 ),
                 next: c.resume,
                 replayed_until: c.next,
-                awaiting_seek: false,
+                position: Position::Settled,
             },
             None => PartitionState::fresh(self.spec, self.top_k, self.max_items, fresh_start),
         };
-        state.awaiting_seek = first_offset > state.next;
-        let seek = state.awaiting_seek.then_some(state.next);
+        // Records delivered from at or before where processing starts cover it; otherwise the
+        // broker may have started past it (see `Position`).
+        let seek = match first_offset {
+            Some(first) if first <= state.next => None,
+            _ => Some(state.seek_to_next()),
+        };
         self.partitions.insert((stream, partition), state);
         seek
+    }
+
+    /// Sends a partition whose records did not cover its target (a [`Gap`], or nothing
+    /// delivered for a while) further back: returns the offset to seek to, or `None` when it is
+    /// not seeking. `log_start` is the partition's first offset in the log.
+    pub fn rewind(&mut self, topic: &str, partition: i32, log_start: i64) -> Option<i64> {
+        let state = self
+            .partitions
+            .get_mut(&(self.stream_of(topic)?, partition))?;
+        let Position::Seeking {
+            from,
+            target,
+            rewinds,
+            ..
+        } = state.position
+        else {
+            return None;
+        };
+        let back = REWIND_FACTOR.saturating_pow(rewinds + 1);
+        let to = target.saturating_sub(back).min(from).max(log_start);
+        state.position = Position::Seeking {
+            from: to,
+            target,
+            rewinds: rewinds + 1,
+            at_log_start: to <= log_start,
+        };
+        Some(to)
+    }
+
+    /// Partitions sent to an offset whose records have not yet been seen to cover it.
+    pub fn seeking(&self) -> impl Iterator<Item = (&str, i32)> + '_ {
+        self.partitions
+            .iter()
+            .filter(|(_, s)| s.position != Position::Settled)
+            .map(|((stream, partition), _)| {
+                (
+                    self.streams[usize::from(*stream)].topic.as_str(),
+                    *partition,
+                )
+            })
+    }
+
+    /// Gives up positioning a partition that was sent to the start of its log and received
+    /// nothing: the log holds nothing from there, so whatever comes next is in order.
+    pub fn settle_at_log_start(&mut self, topic: &str, partition: i32) -> bool {
+        let Some(stream) = self.stream_of(topic) else {
+            return false;
+        };
+        match self.partitions.get_mut(&(stream, partition)) {
+            Some(state)
+                if matches!(
+                    state.position,
+                    Position::Seeking {
+                        at_log_start: true,
+                        ..
+                    }
+                ) =>
+            {
+                state.position = Position::Settled;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Processes a batch: each partition's records in batch order, partitions in parallel on
@@ -321,15 +489,11 @@ impl Engine {
                 })
                 .collect(),
         };
-        for state in self.partitions.values_mut() {
-            // Seeks are made between batches: the next batch starts where they point.
-            state.awaiting_seek = false;
-        }
-
         let mut out = BatchOutput::default();
         for part in outputs {
             out.closed.extend(part.closed);
             out.dead.extend(part.dead);
+            out.gaps.extend(part.gaps);
             out.counts.add(&part.counts);
         }
         out.dead.sort_unstable_by_key(|(index, _)| *index);
@@ -341,7 +505,7 @@ impl Engine {
     /// (the stored checkpoint is then still the right one).
     pub fn checkpoint(&self, topic: &str, partition: i32) -> Option<Checkpoint> {
         let state = self.partitions.get(&(self.stream_of(topic)?, partition))?;
-        if state.next < state.replayed_until {
+        if state.next < state.replayed_until || state.position != Position::Settled {
             return None;
         }
         let resume = state.windows.resume_offset().unwrap_or(state.next);
@@ -369,7 +533,7 @@ impl Engine {
     pub fn replaying(&self) -> bool {
         self.partitions
             .values()
-            .any(|p| p.awaiting_seek || p.next < p.replayed_until)
+            .any(|p| p.position != Position::Settled || p.next < p.replayed_until)
     }
 
     /// Groups with open windows, over all partitions.
@@ -546,10 +710,11 @@ mod tests {
             // The next owner starts where the consumer group committed, the checkpoint's `next`.
             let mut next = engine();
             let committed = checkpoint.map_or(0, |c| c.next);
-            let seek = next.restore("danmu", 0, checkpoint, committed, committed);
+            let first = (committed < log.len() as i64).then_some(committed);
+            let seek = next.restore("danmu", 0, checkpoint, committed, first);
             let from = seek.unwrap_or(committed) as usize;
             assert!(from <= committed as usize);
-            if seek.is_some() {
+            if seek.is_some() && first.is_some() {
                 // The batch in hand is ignored until the consumer has sought back.
                 let in_hand = feed(&mut next, &log[committed as usize..]);
                 assert!(in_hand.closed.is_empty() && in_hand.dead.is_empty());
@@ -626,6 +791,103 @@ mod tests {
         }
     }
 
+    /// A broker that, like tansu 0.6, serves a fetch starting inside a stored batch from the
+    /// next batch: the records `from` sends are those from the first batch that starts at or
+    /// after `from` (batches of `batch` records).
+    fn skipping_fetch(log: &[(i64, String)], batch: usize, from: i64) -> &[(i64, String)] {
+        let start = (from as usize).div_ceil(batch) * batch;
+        &log[start.min(log.len())..]
+    }
+
+    /// Takes a partition up from `checkpoint` with the first record delivered at `first` and
+    /// follows the engine's seeks and rewinds against `skipping_fetch`, delivering in batches
+    /// of 100; returns what was emitted and how many rewinds it took.
+    fn take_up_on_a_skipping_broker(
+        log: &[(i64, String)],
+        checkpoint: Option<Checkpoint>,
+        committed: i64,
+        first: Option<i64>,
+    ) -> (Vec<ClosedWindow>, u32) {
+        let mut next = engine();
+        let mut emitted = Vec::new();
+        let mut rewinds = 0;
+        let mut position = next.restore("danmu", 0, checkpoint, committed, first);
+        'fetching: while let Some(from) = position.take() {
+            for chunk in skipping_fetch(log, 1_000, from).chunks(100) {
+                let out = feed(&mut next, chunk);
+                emitted.extend(out.closed);
+                if let Some(gap) = out.gaps.first() {
+                    assert!(gap.first_offset > gap.target);
+                    rewinds += 1;
+                    position = next.rewind("danmu", 0, 0);
+                    continue 'fetching;
+                }
+            }
+            if next.seeking().next().is_some() {
+                // Nothing delivered from inside the last batch: the watchdog rewinds.
+                rewinds += 1;
+                position = next.rewind("danmu", 0, 0);
+            }
+        }
+        assert!(next.seeking().next().is_none(), "the partition settles");
+        (emitted, rewinds)
+    }
+
+    #[test]
+    fn a_take_up_mid_batch_on_a_broker_that_skips_to_the_next_batch_loses_nothing() {
+        let log = partition_log(5_000, 11);
+        let expected = by_window(&feed(&mut engine(), &log).closed);
+        // The first owner checkpoints at 3_456: inside a stored batch of 1_000 records.
+        let mut first = engine();
+        let head = feed(&mut first, &log[..3_456]);
+        let checkpoint = first.checkpoint("danmu", 0).unwrap();
+        assert!(
+            checkpoint.resume % 1_000 != 0,
+            "the replay starts mid-batch"
+        );
+
+        for (case, first_offset) in [
+            ("records in hand from the next batch", Some(4_000)),
+            ("nothing delivered yet", None),
+        ] {
+            let (emitted, rewinds) =
+                take_up_on_a_skipping_broker(&log, Some(checkpoint), 3_456, first_offset);
+            assert!(rewinds >= 1, "{case}: the gap is seen and repaired");
+            let mut all = head.closed.clone();
+            all.extend(emitted);
+            assert_eq!(by_window(&all), expected, "{case}");
+        }
+
+        // Committed inside the last batch, no checkpoint: nothing would ever be delivered.
+        let (emitted, rewinds) = take_up_on_a_skipping_broker(&log, None, 4_321, None);
+        assert!(
+            rewinds >= 2,
+            "a rewind within the last batch delivers nothing either"
+        );
+        let fresh = {
+            let mut e = engine();
+            e.restore("danmu", 0, None, 4_321, Some(4_321));
+            by_window(&feed(&mut e, &log[4_321..]).closed)
+        };
+        assert_eq!(by_window(&emitted), fresh);
+    }
+
+    #[test]
+    fn a_gap_at_the_log_start_is_counted_as_lost_and_not_rewound() {
+        let log = partition_log(300, 5);
+        let mut e = engine();
+        // Committed at 50, but the log now starts at 200 (older records deleted).
+        assert_eq!(e.restore("danmu", 0, None, 50, Some(200)), Some(49));
+        let out = feed(&mut e, &log[200..]);
+        assert_eq!(out.gaps.len(), 1);
+        assert_eq!(e.rewind("danmu", 0, 200), Some(200));
+        let out = feed(&mut e, &log[200..]);
+        assert!(out.gaps.is_empty());
+        assert_eq!(out.counts.lost, 150);
+        assert_eq!(out.counts.records, 100);
+        assert!(e.seeking().next().is_none());
+    }
+
     #[test]
     fn a_checkpoint_made_under_other_settings_is_not_used() {
         let mut e = engine();
@@ -633,7 +895,10 @@ mod tests {
         let mut checkpoint = e.checkpoint("danmu", 0).unwrap();
         checkpoint.settings ^= 1;
         let mut other = engine();
-        assert_eq!(other.restore("danmu", 0, Some(checkpoint), 1, 1), None);
+        assert_eq!(
+            other.restore("danmu", 0, Some(checkpoint), 1, Some(1)),
+            None
+        );
         let out = run(&mut other, &[danmu(1, 30_000, "")]);
         assert!(out.closed.is_empty(), "fresh windows: nothing to close");
     }

@@ -25,7 +25,12 @@ pub struct Metrics {
     pub replayed: AtomicU64,
     pub windows_closed: AtomicU64,
     pub rejoins: AtomicU64,
+    /// Seeks further back because a partition's first records did not cover its target.
+    pub rewinds: AtomicU64,
+    /// Records skipped by the broker that no rewind could bring back.
+    pub lost: AtomicU64,
     /// Gauges.
+    pub partitions_positioning: AtomicU64,
     pub open_groups: AtomicU64,
     pub partitions_held: AtomicU64,
     pub partitions_assigned: AtomicU64,
@@ -44,6 +49,7 @@ impl Metrics {
         add(&self.late_dropped, counts.late_dropped);
         add(&self.replayed, counts.replayed);
         add(&self.windows_closed, counts.windows_closed);
+        add(&self.lost, counts.lost);
     }
 
     /// The Prometheus text exposition of every metric.
@@ -98,6 +104,25 @@ impl Metrics {
                 "counter",
                 "Times this instance rejoined the group because partitions had no owner.",
                 get(&self.rejoins),
+            ),
+            (
+                "rewinds_total",
+                "counter",
+                "Times a partition was sent further back because the records delivered did not \
+                 start where it was positioned (or nothing came).",
+                get(&self.rewinds),
+            ),
+            (
+                "lost_total",
+                "counter",
+                "Records the broker skipped that were no longer in the log when rewound to.",
+                get(&self.lost),
+            ),
+            (
+                "partitions_positioning",
+                "gauge",
+                "Partitions sent to an offset whose first records have not arrived yet.",
+                get(&self.partitions_positioning),
             ),
             (
                 "open_groups",

@@ -19,7 +19,7 @@ use tracing::{debug, warn, Instrument};
 use super::consumer::commit;
 use super::{Kafka, RunError};
 use crate::config::Config;
-use crate::engine::{BatchCounts, Checkpoint, Engine, Input};
+use crate::engine::{BatchCounts, Checkpoint, Engine, Gap, Input};
 use crate::extract::Category;
 use crate::observe::Metrics;
 use crate::sink::kafka::{DeadLetter, KafkaSink, WindowRecord};
@@ -41,8 +41,9 @@ pub(super) struct Written {
     pub refused: Vec<(String, i32)>,
 }
 
-/// Runs the batch through the engine; the result is owned, ready for the writer.
-pub(super) fn prepare(engine: &mut Engine, batch: &[BorrowedMessage<'_>]) -> Job {
+/// Runs the batch through the engine; the result is owned, ready for the writer. Also returns
+/// the partitions whose records did not start where they were sent to.
+pub(super) fn prepare(engine: &mut Engine, batch: &[BorrowedMessage<'_>]) -> (Job, Vec<Gap>) {
     let inputs: Vec<Input<'_>> = batch
         .iter()
         .map(|m| Input {
@@ -78,12 +79,13 @@ pub(super) fn prepare(engine: &mut Engine, batch: &[BorrowedMessage<'_>]) -> Job
         .into_iter()
         .filter_map(|(t, p)| engine.checkpoint(t, p).map(|c| (t.to_owned(), p, c)))
         .collect();
-    Job {
+    let job = Job {
         closed: out.closed,
         dead,
         checkpoints,
         counts: out.counts,
-    }
+    };
+    (job, out.gaps)
 }
 
 /// Writes jobs one at a time, each in a task of its own.

@@ -13,6 +13,7 @@ use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use super::positions::{seek as seek_to, Positions};
 use super::{Kafka, RunError, METADATA_TIMEOUT};
 use crate::config::Config;
 use crate::engine::Engine;
@@ -229,7 +230,7 @@ async fn fresh_start(
     config: &Config,
     topic: &str,
     partition: i32,
-    first_offset: i64,
+    first_offset: Option<i64>,
 ) -> i64 {
     // With nothing committed, `auto.offset.reset` decides; only "earliest" means the log start.
     let from_log_start = config
@@ -249,12 +250,17 @@ async fn fresh_start(
                 Some(Offset::Offset(o)) => Some(o),
                 _ => None,
             });
-        match committed {
-            Some(o) => o,
-            None if from_log_start => c
-                .fetch_watermarks(&topic, partition, Duration::from_secs(10))
-                .map_or(first_offset, |(low, _)| low.min(first_offset)),
-            None => first_offset,
+        let watermarks = || c.fetch_watermarks(&topic, partition, Duration::from_secs(10));
+        match (committed, first_offset) {
+            (Some(o), _) => o,
+            (None, Some(first)) if !from_log_start => first,
+            (None, first) => watermarks().map_or(first.unwrap_or(0), |(low, high)| {
+                if from_log_start {
+                    first.map_or(low, |f| low.min(f))
+                } else {
+                    high
+                }
+            }),
         }
     })
     .await
@@ -281,58 +287,61 @@ pub(super) async fn commit(consumer: &Arc<Kafka>, progress: &[(&str, i32, i64)])
     }
 }
 
-/// Partitions with records in the batch that this instance does not hold yet (newly assigned)
-/// continue from their checkpoints; where the replay starts before the records in hand, the
-/// consumer seeks back.
+/// Partitions with records in the batch that this instance does not hold yet (newly
+/// assigned), with the first offset in hand.
+pub(super) fn new_partitions(
+    engine: &Engine,
+    batch: &[BorrowedMessage<'_>],
+) -> Vec<(String, i32, Option<i64>)> {
+    let mut new: Vec<(String, i32, Option<i64>)> = Vec::new();
+    for m in batch {
+        let (topic, partition) = (m.topic(), m.partition());
+        if !engine.holds(topic, partition)
+            && !new.iter().any(|(t, p, _)| t == topic && *p == partition)
+        {
+            new.push((topic.to_owned(), partition, Some(m.offset())));
+        }
+    }
+    new
+}
+
+/// Takes up partitions newly assigned here from their checkpoints (`first_offset`: the first
+/// record in hand, if any). Where the records in hand do not cover where processing starts,
+/// the consumer is sent there (see [`Positions`]).
 pub(super) async fn take_up_partitions(
     consumer: &Arc<Kafka>,
     engine: &mut Engine,
     redis: &RedisSink,
     config: &Config,
-    batch: &[BorrowedMessage<'_>],
+    positions: &mut Positions,
+    new: &[(String, i32, Option<i64>)],
 ) -> Result<(), RunError> {
-    let mut new: Vec<(&str, i32, i64)> = Vec::new();
-    for m in batch {
-        let (topic, partition) = (m.topic(), m.partition());
-        if !engine.holds(topic, partition)
-            && !new.iter().any(|(t, p, _)| *t == topic && *p == partition)
-        {
-            new.push((topic, partition, m.offset()));
-        }
-    }
     let group = config.kafka.group_id.as_str();
     for (topic, partition, first_offset) in new {
+        let (topic, partition, first_offset) = (topic.as_str(), *partition, *first_offset);
         let checkpoint = with_retry(&config.retry, "checkpoint read", || {
             redis.load_checkpoint(group, topic, partition)
         })
         .await?;
-        let fresh_start = match checkpoint {
-            Some(_) => first_offset,
-            None => fresh_start(consumer, config, topic, partition, first_offset).await,
+        let fresh_start = match (checkpoint, first_offset) {
+            (Some(_), Some(first)) => first,
+            _ => fresh_start(consumer, config, topic, partition, first_offset).await,
         };
         let seek = engine.restore(topic, partition, checkpoint, fresh_start, first_offset);
         info!(
             topic,
             partition,
-            first_offset,
+            ?first_offset,
             ?checkpoint,
             ?seek,
             "Taking up partition."
         );
         if let Some(offset) = seek {
-            let c = Arc::clone(consumer);
-            let topic = topic.to_owned();
-            tokio::task::spawn_blocking(move || {
-                c.seek(
-                    &topic,
-                    partition,
-                    Offset::Offset(offset),
-                    Duration::from_secs(10),
-                )
-            })
-            .await
-            .expect("seek task does not panic")
-            .map_err(RunError::Consume)?;
+            if let Err(err) = seek_to(consumer, topic, partition, offset).await {
+                // Its records are held back until they cover the offset: sent again later.
+                warn!(topic, partition, offset, error = %err, "Cannot seek; trying again later.");
+            }
+            positions.sought(topic, partition);
         }
     }
     Ok(())

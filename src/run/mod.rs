@@ -5,10 +5,12 @@
 //! - [`consumer`]: the Kafka side — the consumer, rebalances, taking up partitions, commits.
 //! - [`batch`]: one batch through the engine and the sinks, up to its checkpoints.
 //! - [`ownership`]: partition leases in Redis, and rejoining when a partition has no owner.
+//! - [`positions`]: partitions read from where their windows need them, with nothing skipped.
 
 mod batch;
 mod consumer;
 mod ownership;
+mod positions;
 
 use std::future::Future;
 use std::sync::atomic::Ordering;
@@ -17,7 +19,6 @@ use std::time::Duration;
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::Message;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -33,9 +34,11 @@ use crate::sink::{with_retry, SinkError};
 
 use batch::{prepare, Writer};
 use consumer::{
-    check_topics, create_consumer, drop_revoked, poll_batch, take_up_partitions, RebalanceContext,
+    check_topics, create_consumer, drop_revoked, new_partitions, poll_batch, take_up_partitions,
+    RebalanceContext,
 };
 use ownership::Ownership;
+use positions::Positions;
 
 /// How long start-up waits for broker metadata.
 pub(super) const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
@@ -133,6 +136,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     consumer.subscribe(&topics).map_err(RunError::Subscribe)?;
     info!(group = %config.kafka.group_id, ?topics, "Consuming.");
 
+    let mut positions = Positions::new(config.ownership.stall_after, Arc::clone(&metrics));
     let mut shutdown = std::pin::pin!(shutdown);
     let mut totals = Totals {
         metrics: Arc::clone(&metrics),
@@ -158,20 +162,36 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             finish(&mut writer, &mut engine).await?;
         }
         let batch = drop_revoked(&consumer, &mut engine, batch);
-        if !batch.is_empty() {
-            if batch
-                .iter()
-                .any(|m| !engine.holds(m.topic(), m.partition()))
-            {
-                // A partition is taken up from the checkpoint the write in flight may save.
-                finish(&mut writer, &mut engine).await?;
-                take_up_partitions(&consumer, &mut engine, &redis, &config, &batch).await?;
+        // Partitions newly assigned: those with records in hand, and those that delivered
+        // nothing for a while (a consumer may sit where the broker never delivers from).
+        let mut new = new_partitions(&engine, &batch);
+        for (topic, partition) in positions.stalled(&consumer, &engine) {
+            if !new.iter().any(|(t, p, _)| *t == topic && *p == partition) {
+                new.push((topic, partition, None));
             }
-            let job = prepare(&mut engine, &batch);
+        }
+        if !new.is_empty() {
+            // A partition is taken up from the checkpoint the write in flight may save.
+            finish(&mut writer, &mut engine).await?;
+            take_up_partitions(
+                &consumer,
+                &mut engine,
+                &redis,
+                &config,
+                &mut positions,
+                &new,
+            )
+            .await?;
+        }
+        let mut gaps = Vec::new();
+        if !batch.is_empty() {
+            let (job, batch_gaps) = prepare(&mut engine, &batch);
+            gaps = batch_gaps;
             drop(batch);
             finish(&mut writer, &mut engine).await?;
             writer.start(job);
         }
+        positions.rewind(&consumer, &mut engine, &gaps).await;
         metrics
             .open_groups
             .store(engine.open_groups() as u64, Ordering::Relaxed);

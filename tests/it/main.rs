@@ -6,4 +6,5 @@ mod common;
 mod chaos;
 mod failures;
 mod pipeline;
+mod positions;
 mod process;

@@ -147,6 +147,14 @@ impl Extractor {
 
         for token in self.jieba.cut(term_text, true) {
             let word = token.word.trim();
+            if is_joined_ascii_run(word) {
+                split_ascii_run(word, |piece| {
+                    if self.is_term(piece, piece.len()) {
+                        items.push((Category::Term, piece));
+                    }
+                });
+                continue;
+            }
             let chars = if word.len() == token.word.len() {
                 token.end - token.start
             } else {
@@ -184,6 +192,46 @@ impl Extractor {
     }
 }
 
+/// Whether `word` is a run of ASCII letters and digits joined by `.`, `_` or `-`, which
+/// jieba-rs keeps as one word (`win-xp`, `naunix.net`, `x_y`). No dictionary word holds these
+/// characters, so such a word always comes from the segmenter's rule for non-Chinese runs.
+#[inline]
+fn is_joined_ascii_run(word: &str) -> bool {
+    let bytes = word.as_bytes();
+    bytes.len() > 2
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes[1..].iter().any(|b| matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Calls `piece` with each word Python jieba makes of an ASCII run: the matches of its
+/// `[a-zA-Z0-9]+(?:\.\d+)?%?` (`win-xp` → `win`, `xp`; `v1.2.3` → `v1.2`, `3`; `3.5%` stays
+/// whole). What lies between them (`.`, `_`, `-`) has no letter, so it is never a term and is
+/// left out.
+fn split_ascii_run<'t>(run: &'t str, mut piece: impl FnMut(&'t str)) {
+    let bytes = run.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if !bytes[i].is_ascii_alphanumeric() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && bytes[i].is_ascii_alphanumeric() {
+            i += 1;
+        }
+        if bytes.get(i) == Some(&b'.') && bytes.get(i + 1).is_some_and(u8::is_ascii_digit) {
+            i += 2;
+            while i < bytes.len() && bytes[i].is_ascii_digit() {
+                i += 1;
+            }
+        }
+        if bytes.get(i) == Some(&b'%') {
+            i += 1;
+        }
+        piece(&run[start..i]);
+    }
+}
+
 /// `char::is_alphabetic`, with the common cases first: ASCII and CJK ideographs.
 fn is_letter(c: char) -> bool {
     if c.is_ascii() {
@@ -204,6 +252,29 @@ mod tests {
         }
         for c in ['6', ' ', '!', '😂', '，', '\u{3000}'] {
             assert!(!is_letter(c) && !c.is_alphabetic(), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn ascii_runs_split_as_python_jieba_splits_them() {
+        let split = |run: &str| {
+            let mut pieces = Vec::new();
+            split_ascii_run(run, |p| pieces.push(p.to_owned()));
+            pieces
+        };
+        // Python jieba 0.42.1, `jieba.lcut`, without the pieces between the words.
+        assert_eq!(split("win-xp"), ["win", "xp"]);
+        assert_eq!(split("naunix.net"), ["naunix", "net"]);
+        assert_eq!(split("foo_bar_baz"), ["foo", "bar", "baz"]);
+        assert_eq!(split("v1.2.3-rc1"), ["v1.2", "3", "rc1"]);
+        assert_eq!(split("ab.1x"), ["ab.1", "x"]);
+        assert_eq!(split("abc.def.123"), ["abc", "def.123"]);
+        assert_eq!(split("x.y%"), ["x", "y%"]);
+        assert_eq!(split("50.5%"), ["50.5%"]);
+        assert_eq!(split("2024-01-02"), ["2024", "01", "02"]);
+        assert!(is_joined_ascii_run("a-b") && is_joined_ascii_run("3.5"));
+        for word in ["ab", "-ab", "win10", "c++", "主播", "a-", "--"] {
+            assert!(!is_joined_ascii_run(word), "{word}");
         }
     }
 

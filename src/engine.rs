@@ -145,6 +145,9 @@ struct PartitionState {
     /// Records below this were processed before the checkpoint: their dead letters are out.
     replayed_until: i64,
     position: Position,
+    /// The records of the batch in hand were delivered before the consumer was sent back:
+    /// none of them is processed (cleared once that batch is through).
+    skip_batch: bool,
 }
 
 impl PartitionState {
@@ -155,6 +158,7 @@ impl PartitionState {
             next: offset,
             replayed_until: offset,
             position: Position::Settled,
+            skip_batch: false,
         }
     }
 
@@ -221,6 +225,9 @@ impl Records<'_, '_> {
         let mut out = BatchOutput::default();
         let group_by = &self.streams[usize::from(stream)].group_by;
         let mut gap = None;
+        if std::mem::take(&mut state.skip_batch) {
+            return out;
+        }
         for &index in indices {
             let input = &self.batch[index];
             if !state.accept(input.offset, &mut gap, &mut out.counts.lost)
@@ -363,15 +370,18 @@ impl Engine {
                 next: c.resume,
                 replayed_until: c.next,
                 position: Position::Settled,
+                skip_batch: false,
             },
             None => PartitionState::fresh(self.spec, self.top_k, self.max_items, fresh_start),
         };
         // Records delivered from at or before where processing starts cover it; otherwise the
-        // broker may have started past it (see `Position`).
+        // broker may have started past it (see `Position`), and the records in hand, from
+        // before the seek, are left for the consumer to deliver again.
         let seek = match first_offset {
             Some(first) if first <= state.next => None,
             _ => Some(state.seek_to_next()),
         };
+        state.skip_batch = seek.is_some() && first_offset.is_some();
         self.partitions.insert((stream, partition), state);
         seek
     }
@@ -812,6 +822,11 @@ mod tests {
         let mut emitted = Vec::new();
         let mut rewinds = 0;
         let mut position = next.restore("danmu", 0, checkpoint, committed, first);
+        if let Some(first) = first {
+            // The records in hand came before the seek: left alone.
+            let in_hand = feed(&mut next, &log[first as usize..][..100]);
+            assert!(in_hand.closed.is_empty() && in_hand.gaps.is_empty());
+        }
         'fetching: while let Some(from) = position.take() {
             for chunk in skipping_fetch(log, 1_000, from).chunks(100) {
                 let out = feed(&mut next, chunk);
@@ -878,6 +893,9 @@ mod tests {
         let mut e = engine();
         // Committed at 50, but the log now starts at 200 (older records deleted).
         assert_eq!(e.restore("danmu", 0, None, 50, Some(200)), Some(49));
+        let in_hand = feed(&mut e, &log[200..]);
+        assert!(in_hand.gaps.is_empty() && in_hand.counts.records == 0);
+        // Sent to 49, the consumer gets the log's first record, 200: a gap.
         let out = feed(&mut e, &log[200..]);
         assert_eq!(out.gaps.len(), 1);
         assert_eq!(e.rewind("danmu", 0, 200), Some(200));

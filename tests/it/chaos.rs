@@ -16,10 +16,10 @@ use crate::common::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_trendstream");
 
-/// The binary the instances run: this build's, or `TRENDSTREAM_BIN` (to hold another build,
+/// The binary the instances run: this build's, or `CHAOS_BIN` (to hold another build,
 /// e.g. one before a fix, to the same chaos).
 fn bin() -> String {
-    std::env::var("TRENDSTREAM_BIN").unwrap_or_else(|_| BIN.to_owned())
+    std::env::var("CHAOS_BIN").unwrap_or_else(|_| BIN.to_owned())
 }
 const PARTITIONS: i32 = 6;
 const RECORDS: u64 = 200_000;

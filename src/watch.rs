@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use redis::AsyncCommands;
 
-use crate::sink::redis::leaderboard_key;
+use crate::sink::redis::{from_key_part, leaderboard_key};
 
 #[derive(Debug, Clone)]
 pub struct WatchOptions {
@@ -41,7 +41,8 @@ async fn render(
     conn: &mut redis::aio::MultiplexedConnection,
     opts: &WatchOptions,
 ) -> redis::RedisResult<String> {
-    let pattern = format!("{}*", leaderboard_key(&opts.key_prefix, &opts.stream, ""));
+    let prefix = leaderboard_key(&opts.key_prefix, &opts.stream, "");
+    let pattern = format!("{prefix}*");
     let mut keys: Vec<String> = Vec::new();
     {
         let mut iter: redis::AsyncIter<'_, String> = conn.scan_match(&pattern).await?;
@@ -68,7 +69,7 @@ async fn render(
         opts.stream
     );
     for (_, key, terms) in boards.iter().take(opts.groups) {
-        let group = key.rsplit_once(':').map_or(key.as_str(), |(_, g)| g);
+        let group = from_key_part(key.strip_prefix(&prefix).unwrap_or(key));
         let words: Vec<String> = terms.iter().map(|(t, n)| format!("{t}({n})")).collect();
         let _ = writeln!(out, "{group:>10}  {}", words.join(" "));
     }

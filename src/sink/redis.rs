@@ -4,6 +4,10 @@
 //!   its latest closed window. A Lua script replaces it only if the window is newer than the
 //!   one written last, which it keeps in `{<prefix>hot:<stream>:<group>}:window` — the hash tag
 //!   puts both keys in one cluster slot. Writing a window twice changes nothing.
+//! - Every part of a key that comes from outside (the group key from the input; the prefix,
+//!   stream and Kafka group from the configuration) has its `{`, `}` and `%` percent-encoded
+//!   ([`key_part`]), so no part can open a hash tag of its own and split a leaderboard from its
+//!   fence, or a group's leases, across slots.
 //! - A partition's checkpoint is the hash `<prefix>ckpt:<kafka group>:<topic>:<partition>`,
 //!   replaced only by a checkpoint that is not behind it (see [`crate::engine::Checkpoint`]).
 //! - A partition's lease is the string `{<prefix>lease:<kafka group>}:<topic>:<partition>`,
@@ -179,7 +183,11 @@ impl RedisSink {
     }
 
     fn checkpoint_key(&self, kafka_group: &str, topic: &str, partition: i32) -> String {
-        format!("{}ckpt:{kafka_group}:{topic}:{partition}", self.key_prefix)
+        format!(
+            "{}ckpt:{}:{topic}:{partition}",
+            key_part(&self.key_prefix),
+            key_part(kafka_group)
+        )
     }
 
     /// Saves checkpoints; returns those refused because a newer one is stored (this instance
@@ -260,8 +268,9 @@ impl RedisSink {
 impl RedisSink {
     fn lease_key(&self, kafka_group: &str, topic: &str, partition: i32) -> String {
         format!(
-            "{{{}lease:{kafka_group}}}:{topic}:{partition}",
-            self.key_prefix
+            "{{{}lease:{}}}:{topic}:{partition}",
+            key_part(&self.key_prefix),
+            key_part(kafka_group)
         )
     }
 
@@ -313,7 +322,11 @@ impl RedisSink {
     ) -> Result<bool, SinkError> {
         let mut conn = self.conn.clone();
         let set: Option<String> = redis::cmd("SET")
-            .arg(format!("{{{}lease:{kafka_group}}}:rejoin", self.key_prefix))
+            .arg(format!(
+                "{{{}lease:{}}}:rejoin",
+                key_part(&self.key_prefix),
+                key_part(kafka_group)
+            ))
             .arg(owner)
             .arg("NX")
             .arg("PX")
@@ -329,7 +342,55 @@ fn opt(v: Option<i64>) -> String {
     v.map(|v| v.to_string()).unwrap_or_default()
 }
 
-/// `<prefix>hot:<stream>:<group>`.
+/// `<prefix>hot:<stream>:<group>`, each part through [`key_part`].
 pub fn leaderboard_key(prefix: &str, stream: &str, group: &str) -> String {
-    format!("{prefix}hot:{stream}:{group}")
+    format!(
+        "{}hot:{}:{}",
+        key_part(prefix),
+        key_part(stream),
+        key_part(group)
+    )
+}
+
+/// `text` as a part of a Redis key: `{`, `}` and `%` percent-encoded (`%7B`, `%7D`, `%25`),
+/// everything else as it is. A Redis Cluster puts a key in the slot of its first `{…}`, so a
+/// brace in a group key (which comes from the input) would split a leaderboard from its fence:
+/// with none, `{<key>}:window` always shares `<key>`'s slot.
+pub fn key_part(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains(['{', '}', '%']) {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '{' => out.push_str("%7B"),
+            '}' => out.push_str("%7D"),
+            '%' => out.push_str("%25"),
+            c => out.push(c),
+        }
+    }
+    out.into()
+}
+
+/// The text a [`key_part`] was made from.
+pub fn from_key_part(part: &str) -> String {
+    part.replace("%7B", "{")
+        .replace("%7D", "}")
+        .replace("%25", "%")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_parts_hold_no_braces_and_decode_to_what_they_were() {
+        for text in ["r1001", "a{b", "}x{", "{y}", "100%", "%7B", "房间{1}", ""] {
+            let part = key_part(text);
+            assert!(!part.contains(['{', '}']), "{part}");
+            assert_eq!(from_key_part(&part), text);
+        }
+        assert_eq!(leaderboard_key("p:", "danmu", "r1"), "p:hot:danmu:r1");
+        assert_eq!(leaderboard_key("", "danmu", "{r}"), "hot:danmu:%7Br%7D");
+    }
 }

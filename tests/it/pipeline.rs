@@ -354,3 +354,65 @@ fn danmu_numeric(room: u64, ts: i64, text: &str) -> Vec<u8> {
         .to_string()
         .into_bytes()
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn group_keys_with_braces_get_their_leaderboards_on_a_redis_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let (nodes, _pids) = start_redis_cluster(dir.path());
+    let config = config(&format!(
+        "[window]\nwidth = \"20s\"\nslide = \"10s\"\nout_of_orderness = \"0s\"\n\
+         [streams.text]\nenabled = false\n\
+         [redis]\nurl = \"{}\"\ncluster = true\nkey_prefix = \"{{app}}:\"\n\
+         [retry]\ngive_up_after = \"20s\"",
+        nodes.join(",")
+    ));
+    create_topics(&config, 1).await;
+    let brokers = config.kafka.brokers.clone();
+    let topic = config.streams["danmu"].topic.clone();
+    let p = producer(&brokers);
+    // Each of these, as it was, would put a leaderboard and its fence in different slots.
+    let rooms = ["a{b", "}x{", "{y}", "{}", "100%", "房间{1}", "r:1"];
+    for room in rooms {
+        produce(
+            &p,
+            &topic,
+            0,
+            room,
+            &danmu(room, T + 1_000, "主播加油"),
+            &[],
+        )
+        .await;
+    }
+    // Closes the window [T-10s, T+10s).
+    produce(&p, &topic, 0, "z", &danmu("z", T + 30_000, "收尾"), &[]).await;
+
+    let running = start(config.clone());
+    let group = config.kafka.group_id.clone();
+    let end = rooms.len() as i64 + 1;
+    eventually("every record committed", || async {
+        committed(&brokers, &group, &topic, 1).await == vec![Some(end)]
+    })
+    .await;
+    running.stop().await.expect("stops cleanly");
+
+    let client = redis::cluster::ClusterClient::new(nodes).unwrap();
+    let mut conn = client.get_async_connection().await.unwrap();
+    for room in rooms {
+        let key =
+            trendstream::sink::redis::leaderboard_key(&config.redis.key_prefix, "danmu", room);
+        let mut board: Vec<(String, u64)> = redis::cmd("ZREVRANGE")
+            .arg(&key)
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        board.sort();
+        assert_eq!(
+            board,
+            vec![("主播".to_owned(), 1), ("加油".to_owned(), 1)],
+            "{room}: {key}"
+        );
+    }
+}

@@ -88,6 +88,14 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         step_ms: i64,
     },
+    /// Exit 0 when the HTTP endpoint at --addr answers 200 on --path (a container health
+    /// check; the image has no HTTP client).
+    Health {
+        #[arg(long, default_value = "127.0.0.1:9898")]
+        addr: String,
+        #[arg(long, default_value = "/healthz")]
+        path: String,
+    },
     /// Print the live leaderboards from Redis.
     Watch {
         #[arg(long, default_value = "redis://127.0.0.1:6379")]
@@ -124,8 +132,10 @@ fn main() -> ExitCode {
 fn real_main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let _in_runtime = runtime.enter();
     match cli.command {
         Command::Run { config, json_logs } => {
+            let shutdown = shutdown_signal();
             let config = Config::load(config.as_deref())?;
             let format = if json_logs {
                 LogFormat::Json
@@ -133,7 +143,7 @@ fn real_main() -> anyhow::Result<()> {
                 config.log.format
             };
             init_logs(&config.log.level, format);
-            runtime.block_on(trendstream::run::run(config, shutdown_signal()))?;
+            runtime.block_on(trendstream::run::run(config, shutdown))?;
         }
         Command::CheckConfig { config } => {
             let config = Config::load(config.as_deref())?;
@@ -201,6 +211,11 @@ fn real_main() -> anyhow::Result<()> {
                 report.danmu, report.posts, report.bad
             );
         }
+        Command::Health { addr, path } => {
+            let healthy = trendstream::observe::probe(&addr, &path, Duration::from_secs(3))
+                .map_err(|err| anyhow::anyhow!("cannot reach {addr}: {err}"))?;
+            anyhow::ensure!(healthy, "{addr}{path} did not answer 200");
+        }
         Command::Watch {
             redis,
             key_prefix,
@@ -243,11 +258,17 @@ fn init_logs(level: &str, format: LogFormat) {
 }
 
 /// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// Completes on SIGINT or SIGTERM. The handlers are installed when this is called, not when
+/// the future is first polled, so a signal during start-up asks for a clean stop too instead
+/// of killing the process.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler installs");
+    async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
     }
 }

@@ -129,9 +129,11 @@ async fn kill_9_while_records_are_processed_changes_no_count_over_seeded_runs() 
 
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
-        let mut instances: Vec<Child> = ["a", "b", "c"]
+        let mut instances_started: Vec<String> =
+            ["a0", "b0", "c0"].iter().map(|s| s.to_string()).collect();
+        let mut instances: Vec<Child> = instances_started
             .iter()
-            .map(|name| spawn_instance(&config_file, &log(&format!("{name}0"))))
+            .map(|name| spawn_instance(&config_file, &log(name)))
             .collect();
         // Five kills, each at a random point of its own fifth of the records, then a random
         // moment within the next second: the instances are processing.
@@ -148,8 +150,17 @@ async fn kill_9_while_records_are_processed_changes_no_count_over_seeded_runs() 
             let child = instances.remove(victim);
             let name = format!("{}{}", ["a", "b", "c"][victim], kill + 1);
             instances.insert(victim, kill_and_restart(child, &config_file, &log(&name)));
+            instances_started[victim] = name;
         }
         progress(&run, records as i64).await;
+        for name in &instances_started {
+            // An instance restarted late may still be starting: stopped once it consumes.
+            let path = log(name);
+            eventually(&format!("{name} consuming"), || async {
+                std::fs::read_to_string(&path).is_ok_and(|l| l.contains("Consuming."))
+            })
+            .await;
+        }
         for instance in instances {
             assert!(terminate(instance).success(), "instances stop cleanly");
         }

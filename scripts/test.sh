@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: installs what is missing, checks formatting and lints, then runs the
-# unit and integration tests (which start their own tansu broker and redis-server).
+# The whole test suite: installs what is missing, checks formatting and lints, builds the binary
+# from exactly the files the Dockerfile copies, then runs the unit and integration tests (which start their own tansu broker and redis-server).
 # TEST_KAFKA_BROKERS=host:port and TEST_REDIS_URL=redis://host:port point them at running ones.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,4 +8,5 @@ scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
+scripts/docker-context.sh
 cargo test --all-targets --locked

@@ -1,5 +1,6 @@
 //! Observe: the numbers an operator watches, and readiness, over HTTP.
 //!
+//! `GET /healthz` answers 200 while the process serves at all (liveness);
 //! `GET /metrics` answers in the Prometheus text format; `GET /ready` answers 200 when the
 //! instance is consuming with every partition it holds caught up (no replay under way, no
 //! rebalance in progress), 503 before that and once shutdown has begun. Counters are atomics
@@ -163,7 +164,7 @@ impl Metrics {
     }
 }
 
-/// Serves `/metrics` and `/ready` on `listener` until `stop` is cancelled.
+/// Serves `/metrics`, `/ready` and `/healthz` on `listener` until `stop` is cancelled.
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, stop: CancellationToken) {
     loop {
         let (mut socket, _) = tokio::select! {
@@ -188,7 +189,11 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, stop: Cancellat
                     ("200 OK", "ready\n".to_owned())
                 }
                 "/ready" => ("503 Service Unavailable", "not ready\n".to_owned()),
-                _ => ("404 Not Found", "try /metrics or /ready\n".to_owned()),
+                "/healthz" => ("200 OK", "alive\n".to_owned()),
+                _ => (
+                    "404 Not Found",
+                    "try /metrics, /ready or /healthz\n".to_owned(),
+                ),
             };
             let response = format!(
                 "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -197,6 +202,27 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, stop: Cancellat
             let _ = socket.write_all(response.as_bytes()).await;
         });
     }
+}
+
+/// Asks the endpoint at `addr` (`host:port`) for `path`: whether it answered 200 within
+/// `timeout`. For a container's health check, which has no HTTP client of its own.
+pub fn probe(addr: &str, path: &str, timeout: std::time::Duration) -> std::io::Result<bool> {
+    use std::io::{Read, Write};
+    use std::net::ToSocketAddrs;
+    let target = addr
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::other(format!("{addr} resolves to no address")))?;
+    let mut stream = std::net::TcpStream::connect_timeout(&target, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n"
+    )?;
+    let mut head = [0u8; 16];
+    let n = stream.read(&mut head)?;
+    Ok(head[..n].starts_with(b"HTTP/1.1 200"))
 }
 
 #[cfg(test)]
@@ -217,5 +243,22 @@ mod tests {
         assert!(text.contains("\ntrendstream_dead_letters_total 1\n"));
         assert!(text.contains("\ntrendstream_windows_closed_total 3\n"));
         assert!(text.contains("# TYPE trendstream_ready gauge\ntrendstream_ready 0\n"));
+    }
+
+    #[tokio::test]
+    async fn probe_sees_healthz_answer_200() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let stop = CancellationToken::new();
+        tokio::spawn(serve(listener, Arc::new(Metrics::default()), stop.clone()));
+        let ask = |path: &'static str| {
+            let addr = addr.clone();
+            tokio::task::spawn_blocking(move || {
+                probe(&addr, path, std::time::Duration::from_secs(5)).unwrap()
+            })
+        };
+        assert!(ask("/healthz").await.unwrap());
+        assert!(!ask("/ready").await.unwrap(), "not ready before consuming");
+        stop.cancel();
     }
 }

@@ -49,6 +49,10 @@ pub enum ConfigError {
     },
 }
 
+/// The longest term or watched keyword, in characters: with the entity caps, every item of an
+/// output record has a known maximum size.
+const MAX_ITEM_CHARS: usize = 256;
+
 fn invalid(key: impl Into<String>, value: impl ToString, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
@@ -400,6 +404,24 @@ impl Config {
         if e.min_term_chars == 0 {
             return Err(invalid("extract.min_term_chars", 0, "must be at least 1"));
         }
+        if e.max_term_chars > MAX_ITEM_CHARS {
+            return Err(invalid(
+                "extract.max_term_chars",
+                e.max_term_chars,
+                format!("must be at most {MAX_ITEM_CHARS}"),
+            ));
+        }
+        if let Some(long) = e
+            .watch_keywords
+            .iter()
+            .find(|k| k.chars().count() > MAX_ITEM_CHARS)
+        {
+            return Err(invalid(
+                "extract.watch_keywords",
+                format!("{:?}…", long.chars().take(20).collect::<String>()),
+                format!("must not contain keywords of more than {MAX_ITEM_CHARS} characters"),
+            ));
+        }
         if e.max_term_chars < e.min_term_chars {
             return Err(invalid(
                 "extract.max_term_chars",
@@ -635,6 +657,17 @@ mod tests {
             err("[window]\nslide = \"7s\""),
             "window.slide (7s) must divide window.width (1m)"
         );
+    }
+
+    #[test]
+    fn overlong_terms_and_keywords_are_refused() {
+        assert_eq!(
+            err("[extract]\nmax_term_chars = 1000"),
+            "extract.max_term_chars (1000) must be at most 256"
+        );
+        let long = "k".repeat(300);
+        assert!(err(&format!("[extract]\nwatch_keywords = [\"{long}\"]"))
+            .starts_with("extract.watch_keywords (\"kkkkkkkkkkkkkkkkkkkk\"…) must not contain keywords of more than 256"));
     }
 
     #[test]

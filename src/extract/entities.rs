@@ -25,6 +25,10 @@ pub struct EntityFinder {
 /// entities (a run of 200 letters after '#' is not a tag, nor are its first 64).
 const MAX_TAG_CHARS: usize = 64;
 const MAX_MENTION_CHARS: usize = 30;
+/// The longest host (a DNS name is at most 253 bytes) and e-mail address (a mail path is at
+/// most 254 bytes): longer ones are not entities, so every item has a known maximum size.
+const MAX_HOST_BYTES: usize = 253;
+const MAX_EMAIL_BYTES: usize = 254;
 
 /// The alternatives in priority order: URL, e-mail, `#topic#`, `#tag`, `@mention`. Lengths are
 /// checked after matching: bounded repeats of Unicode classes (`{1,64}`) make the automaton
@@ -63,8 +67,10 @@ impl EntityFinder {
             let (category, item, end) = if s.starts_with("http://") || s.starts_with("https://") {
                 let url = s.trim_end_matches(['.', ',', ';', ':', '!', '?', ')', '\'']);
                 match url_host(url) {
-                    Some(host) => (Category::Url, host, m.start() + url.len()),
-                    None => continue,
+                    Some(host) if host.len() <= MAX_HOST_BYTES => {
+                        (Category::Url, host, m.start() + url.len())
+                    }
+                    _ => continue,
                 }
             } else if let Some(tag) = s.strip_prefix('#') {
                 // `#topic#` or `#tag`: a tag never ends with '#'.
@@ -79,6 +85,9 @@ impl EntityFinder {
                 }
                 (Category::Mention, name, m.end())
             } else {
+                if s.len() > MAX_EMAIL_BYTES {
+                    continue;
+                }
                 (Category::Email, s, m.end())
             };
             found(Entity {
@@ -158,6 +167,21 @@ mod tests {
             find(&format!("@{name} @{}", "n".repeat(30))),
             vec![(Category::Mention, "n".repeat(30).as_str())]
         );
+    }
+
+    #[test]
+    fn overlong_hosts_and_addresses_are_not_entities() {
+        let host = format!("{}.com", "h".repeat(249));
+        let email = format!("{}@mail.com", "u".repeat(245));
+        assert_eq!(
+            find(&format!("http://{host}/ {email}")),
+            vec![
+                (Category::Url, host.as_str()),
+                (Category::Email, email.as_str())
+            ]
+        );
+        let (host, email) = (format!("h{host}"), format!("u{email}"));
+        assert_eq!(find(&format!("http://{host}/ {email}")), vec![]);
     }
 
     #[test]

@@ -122,6 +122,9 @@ pub struct StreamConfig {
 pub struct InputConfig {
     /// Larger record values are dead-lettered.
     pub max_message_bytes: usize,
+    /// Records whose event time is further ahead of their Kafka timestamp are dead-lettered.
+    #[serde(with = "humantime_serde")]
+    pub max_event_time_ahead: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -355,6 +358,13 @@ impl Config {
             }
         }
 
+        if self.input.max_event_time_ahead.is_zero() {
+            return Err(invalid(
+                "input.max_event_time_ahead",
+                "0s",
+                "must be longer than 0",
+            ));
+        }
         if self.input.max_message_bytes == 0 {
             return Err(invalid("input.max_message_bytes", 0, "must be at least 1"));
         }

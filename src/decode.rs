@@ -47,6 +47,16 @@ pub enum DecodeError {
     NoTimestamp,
     #[error("event time {0} is not a plausible epoch-milliseconds time")]
     TimestampOutOfRange(i64),
+    #[error(
+        "event time {event_time} is {ahead_ms} ms ahead of the Kafka timestamp {kafka_timestamp}, \
+         more than input.max_event_time_ahead ({max_ahead_ms} ms)"
+    )]
+    TimestampAhead {
+        event_time: i64,
+        kafka_timestamp: i64,
+        ahead_ms: i64,
+        max_ahead_ms: i64,
+    },
 }
 
 impl DecodeError {
@@ -62,6 +72,7 @@ impl DecodeError {
             DecodeError::BadGroupKey { .. } => "bad_group_key",
             DecodeError::NoTimestamp => "no_timestamp",
             DecodeError::TimestampOutOfRange(_) => "timestamp_out_of_range",
+            DecodeError::TimestampAhead { .. } => "timestamp_ahead",
         }
     }
 }
@@ -119,6 +130,27 @@ pub fn decode<'a>(
         event_time,
         text,
     })
+}
+
+/// Refuses an event time more than `max_ahead_ms` ahead of the record's Kafka timestamp (the
+/// broker's time or the producer's, either way not the input's own claim). Records without a
+/// Kafka timestamp are not bounded here.
+pub fn check_ahead(
+    event_time: i64,
+    kafka_timestamp: Option<i64>,
+    max_ahead_ms: i64,
+) -> Result<(), DecodeError> {
+    match kafka_timestamp {
+        Some(kafka) if event_time.saturating_sub(kafka) > max_ahead_ms => {
+            Err(DecodeError::TimestampAhead {
+                event_time,
+                kafka_timestamp: kafka,
+                ahead_ms: event_time - kafka,
+                max_ahead_ms,
+            })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Field errors travel through serde as custom messages `field\u{0}expected`.
@@ -260,6 +292,21 @@ impl<'de> de::Deserialize<'de> for Scalar<'de> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_time_far_ahead_of_the_kafka_timestamp_is_refused() {
+        assert_eq!(check_ahead(1_000 + 300_000, Some(1_000), 300_000), Ok(()));
+        let err = check_ahead(1_000 + 300_001, Some(1_000), 300_000).unwrap_err();
+        assert_eq!(err.kind(), "timestamp_ahead");
+        assert_eq!(
+            err.to_string(),
+            "event time 301001 is 300001 ms ahead of the Kafka timestamp 1000, more than \
+             input.max_event_time_ahead (300000 ms)"
+        );
+        // Behind is fine (late records are judged by the windows), and so is no timestamp.
+        assert_eq!(check_ahead(0, Some(16_725_225_600_000), 1), Ok(()));
+        assert_eq!(check_ahead(16_725_225_600_000, None, 1), Ok(()));
+    }
 
     fn dec(json: &str) -> Result<Decoded<'_>, DecodeError> {
         decode(Some(json.as_bytes()), "room_id", Some(7), 1024)

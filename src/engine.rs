@@ -19,7 +19,7 @@ use std::sync::Arc;
 use rayon::iter::{IntoParallelIterator, ParallelIterator};
 
 use crate::config::Config;
-use crate::decode::{decode, DecodeError};
+use crate::decode::{check_ahead, decode, DecodeError};
 use crate::extract::{Extractor, Scratch};
 use crate::window::{
     ClosedWindow, PartitionWindows, Placement, StreamId, WatermarkState, WindowSpec,
@@ -211,6 +211,7 @@ struct Records<'b, 'a> {
     streams: &'b [Stream],
     extractor: &'b Extractor,
     max_message_bytes: usize,
+    max_ahead_ms: i64,
 }
 
 impl Records<'_, '_> {
@@ -241,12 +242,16 @@ impl Records<'_, '_> {
             if replay {
                 out.counts.replayed += 1;
             }
-            let record = match decode(
+            let decoded = decode(
                 input.payload,
                 group_by,
                 input.timestamp,
                 self.max_message_bytes,
-            ) {
+            )
+            .and_then(|r| {
+                check_ahead(r.event_time, input.timestamp, self.max_ahead_ms).map(|()| r)
+            });
+            let record = match decoded {
                 Ok(record) => record,
                 Err(err) => {
                     if !replay {
@@ -297,6 +302,7 @@ pub struct Engine {
     top_k: usize,
     max_items: usize,
     max_message_bytes: usize,
+    max_ahead_ms: i64,
     settings: u64,
     partitions: HashMap<(StreamId, i32), PartitionState>,
 }
@@ -324,6 +330,8 @@ impl Engine {
             top_k: config.output.top_k,
             max_items: config.window.max_items,
             max_message_bytes: config.input.max_message_bytes,
+            max_ahead_ms: i64::try_from(config.input.max_event_time_ahead.as_millis())
+                .unwrap_or(i64::MAX),
             settings: settings_fingerprint(config),
             partitions: HashMap::new(),
         }
@@ -480,6 +488,7 @@ impl Engine {
             streams: &self.streams,
             extractor: &self.extractor,
             max_message_bytes: self.max_message_bytes,
+            max_ahead_ms: self.max_ahead_ms,
         };
         let outputs: Vec<BatchOutput> = match &self.workers {
             Some(pool) if work.len() > 1 => pool.install(|| {
@@ -574,7 +583,7 @@ fn worker_pool(workers: usize) -> Option<rayon::ThreadPool> {
 fn settings_fingerprint(config: &Config) -> u64 {
     let e = &config.extract;
     let text = format!(
-        "{}|{}|{}|{}|{}|{}|{}|{:?}|{:?}|{:?}",
+        "{}|{}|{}|{}|{}|{}|{}|{:?}|{:?}|{:?}|{}",
         config.width_ms(),
         config.slide_ms(),
         config.out_of_orderness_ms(),
@@ -588,6 +597,7 @@ fn settings_fingerprint(config: &Config) -> u64 {
             .enabled_streams()
             .map(|(n, s)| (n, &s.topic, &s.group_by))
             .collect::<Vec<_>>(),
+        config.input.max_event_time_ahead.as_millis(),
     );
     fnv1a(text.as_bytes())
 }

@@ -185,3 +185,63 @@ async fn redis_pid(port: u16) -> u32 {
         .and_then(|v| v.trim().parse().ok())
         .expect("process_id in INFO")
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_far_future_record_is_dead_lettered_and_changes_nothing_after_it() {
+    let config = config(
+        "[streams.text]\nenabled = false\n\
+         [window]\nwidth = \"10s\"\nslide = \"10s\"\nout_of_orderness = \"0s\"",
+    );
+    create_topics(&config, 1).await;
+    let brokers = config.kafka.brokers.clone();
+    let topic = config.streams["danmu"].topic.clone();
+    let p = producer(&brokers);
+    // Ten seconds of records; in the middle one from a clock in the year 2477. Produced now, so
+    // their Kafka timestamps are today's: T lies behind them, the far-future record ahead.
+    let far = 16_000_000_000_000;
+    for i in 0..20 {
+        if i == 10 {
+            produce(&p, &topic, 0, "r1", &danmu("r1", far, "未来"), &[]).await;
+        }
+        let ts = T + i * 1_000;
+        produce(&p, &topic, 0, "r1", &danmu("r1", ts, "主播"), &[]).await;
+    }
+    produce(&p, &topic, 0, "r1", &danmu("r1", T + 30_000, "收尾"), &[]).await;
+
+    let running = start(config.clone());
+    let out = read_topic(
+        &brokers,
+        &config.kafka.output_topic,
+        2,
+        Duration::from_millis(500),
+    )
+    .await;
+    let dead = read_topic(
+        &brokers,
+        &config.kafka.dead_letter_topic,
+        1,
+        Duration::from_millis(200),
+    )
+    .await;
+    running.stop().await.expect("stops cleanly");
+
+    // The windows are those of the stream without the far-future record: nothing was closed
+    // early, nothing after it was late.
+    let windows: Vec<(i64, u64)> = out
+        .iter()
+        .map(|m| {
+            let v: Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+            (
+                v["window_start"].as_i64().unwrap(),
+                v["messages"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(windows, vec![(T, 10), (T + 10_000, 10)]);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        header(&dead[0], "trendstream.error.kind"),
+        Some("timestamp_ahead")
+    );
+    assert_eq!(header(&dead[0], "trendstream.source.offset"), Some("10"));
+}

@@ -30,6 +30,8 @@ pub struct Metrics {
     pub rewinds: AtomicU64,
     /// Records skipped by the broker that no rewind could bring back.
     pub lost: AtomicU64,
+    /// Output records and dead letters the broker refused for good, skipped.
+    pub records_skipped: AtomicU64,
     /// Gauges.
     pub partitions_positioning: AtomicU64,
     pub open_groups: AtomicU64,
@@ -118,6 +120,13 @@ impl Metrics {
                 "counter",
                 "Records the broker skipped that were no longer in the log when rewound to.",
                 get(&self.lost),
+            ),
+            (
+                "records_skipped_total",
+                "counter",
+                "Window records and dead letters the broker refused for good (too large, \
+                 invalid), skipped.",
+                get(&self.records_skipped),
             ),
             (
                 "partitions_positioning",

@@ -192,6 +192,7 @@ impl Sinks {
             .collect();
         with_retry(&config.retry, "redis write", || self.redis.write(&boards)).await?;
         kafka.flush().await?;
+        let skipped = kafka.take_skipped();
         drop(kafka);
 
         // Every output of the batch is acknowledged: save where each partition can continue
@@ -219,6 +220,9 @@ impl Sinks {
             .collect();
         commit(&self.consumer, &progress).await;
         self.metrics.add_batch(&job.counts);
+        self.metrics
+            .records_skipped
+            .fetch_add(skipped, std::sync::atomic::Ordering::Relaxed);
         debug!(
             records = job.counts.records,
             windows = job.closed.len(),

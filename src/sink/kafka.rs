@@ -1,6 +1,13 @@
 //! The Kafka sink: window records to the output topic and dead letters to the dead-letter
 //! topic, through one idempotent producer. Sends are queued without waiting; [`KafkaSink::flush`]
 //! awaits every delivery of the batch.
+//!
+//! A record that can never be written — refused for its size or content, which a retry would
+//! meet again ([`is_refusal`]) — is counted ([`KafkaSink::take_skipped`]), logged (at most 5
+//! times a second, its key cut short) and skipped: replaying the batch would only crash-loop.
+//! Every other failure (broker down, leader moving, timed out) stays fatal for the batch, which
+//! is then not committed. A dead letter is cut to fit the producer's `message.max.bytes` before
+//! it is sent, with a header saying so.
 
 use std::time::Duration;
 
@@ -24,6 +31,32 @@ pub mod headers {
     pub const SOURCE_TOPIC: &str = "trendstream.source.topic";
     pub const SOURCE_PARTITION: &str = "trendstream.source.partition";
     pub const SOURCE_OFFSET: &str = "trendstream.source.offset";
+    /// On a dead letter whose value was cut to fit: the value's original size in bytes.
+    pub const TRUNCATED: &str = "trendstream.truncated";
+}
+
+/// librdkafka's default `message.max.bytes`.
+const DEFAULT_MESSAGE_MAX_BYTES: usize = 1_000_000;
+/// Room left in a record for librdkafka's own framing.
+const RECORD_OVERHEAD_BYTES: usize = 512;
+/// The longest error text a dead letter carries.
+const MAX_ERROR_BYTES: usize = 1_024;
+
+/// Whether the broker (or librdkafka before it) refused the record itself: sending it again
+/// would fail again.
+pub fn is_refusal(err: &KafkaError) -> bool {
+    use RDKafkaErrorCode::*;
+    matches!(
+        err.rdkafka_error_code(),
+        Some(
+            MessageSizeTooLarge
+                | InvalidMessageSize
+                | MessageBatchTooLarge
+                | InvalidRecord
+                | InvalidTimestamp
+                | PolicyViolation
+        )
+    )
 }
 
 /// A window record as it is written to the output topic.
@@ -125,6 +158,10 @@ pub struct KafkaSink {
     output_partitions: i32,
     dead_letter_topic: String,
     pending: Vec<(Target, DeliveryFuture)>,
+    /// The producer's `message.max.bytes`: dead letters are cut to fit it.
+    max_record_bytes: usize,
+    /// Records refused for good and skipped since the last [`KafkaSink::take_skipped`].
+    skipped: u64,
 }
 
 impl KafkaSink {
@@ -137,12 +174,19 @@ impl KafkaSink {
         for (key, value) in &config.producer {
             client.set(key, value);
         }
+        let max_record_bytes = config
+            .producer
+            .get("message.max.bytes")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_MESSAGE_MAX_BYTES);
         Ok(KafkaSink {
             producer: client.create()?,
             output_topic: config.output_topic.clone(),
             output_partitions,
             dead_letter_topic: config.dead_letter_topic.clone(),
             pending: Vec::new(),
+            max_record_bytes,
+            skipped: 0,
         })
     }
 
@@ -160,10 +204,13 @@ impl KafkaSink {
     }
 
     /// Queues a dead letter: the original key, value, timestamp and headers, plus headers
-    /// that say why and where from.
+    /// that say why and where from. A value that would not fit the producer's
+    /// `message.max.bytes` is cut to fit, and the `trendstream.truncated` header gives its size.
     pub async fn send_dead_letter(&mut self, dead: &DeadLetter) -> Result<(), SinkError> {
         let mut hdrs = OwnedHeaders::new();
+        let mut header_bytes = 0;
         for (key, value) in &dead.headers {
+            header_bytes += key.len() + value.as_ref().map_or(0, Vec::len);
             hdrs = hdrs.insert(Header {
                 key,
                 value: value.as_deref(),
@@ -171,13 +218,25 @@ impl KafkaSink {
         }
         let partition = dead.partition.to_string();
         let offset = dead.offset.to_string();
+        let error = truncate(&dead.error, MAX_ERROR_BYTES);
+        let payload = dead.payload.as_deref();
+        let key_bytes = dead.key.as_ref().map_or(0, Vec::len);
+        // What the value may take: the limit less the key, every header and the framing.
+        let fixed =
+            key_bytes + header_bytes + error.len() + dead.topic.len() + 128 + RECORD_OVERHEAD_BYTES;
+        let room = self.max_record_bytes.saturating_sub(fixed);
+        let original_size = payload.map_or(0, <[u8]>::len);
+        let truncated = (original_size > room).then(|| original_size.to_string());
         for (key, value) in [
-            (headers::ERROR, dead.error.as_str()),
+            (headers::ERROR, error),
             (headers::ERROR_KIND, dead.error_kind),
             (headers::SOURCE_TOPIC, dead.topic.as_str()),
             (headers::SOURCE_PARTITION, &partition),
             (headers::SOURCE_OFFSET, &offset),
-        ] {
+        ]
+        .into_iter()
+        .chain(truncated.as_deref().map(|size| (headers::TRUNCATED, size)))
+        {
             hdrs = hdrs.insert(Header {
                 key,
                 value: Some(value),
@@ -188,13 +247,18 @@ impl KafkaSink {
         if let Some(key) = &dead.key {
             out = out.key(key);
         }
-        if let Some(payload) = &dead.payload {
-            out = out.payload(payload);
+        if let Some(payload) = payload {
+            out = out.payload(&payload[..payload.len().min(room)]);
         }
         if let Some(ts) = dead.timestamp {
             out = out.timestamp(ts);
         }
         self.enqueue(Target::DeadLetter, out).await
+    }
+
+    /// Records refused for good and skipped since the last call.
+    pub fn take_skipped(&mut self) -> u64 {
+        std::mem::take(&mut self.skipped)
     }
 
     async fn enqueue(
@@ -216,6 +280,11 @@ impl KafkaSink {
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     }
                 }
+                Err((source, back)) if is_refusal(&source) => {
+                    self.skipped += 1;
+                    log_skipped(back.topic, back.key, &source);
+                    return Ok(());
+                }
                 Err((source, back)) => {
                     return Err(SinkError::KafkaProduce {
                         topic: back.topic.to_owned(),
@@ -234,6 +303,10 @@ impl KafkaSink {
             };
             match delivery.await {
                 Ok(Ok(_)) => {}
+                Ok(Err((source, message))) if is_refusal(&source) => {
+                    self.skipped += 1;
+                    log_skipped(&topic(), message.key(), &source);
+                }
                 Ok(Err((source, _))) => {
                     return Err(SinkError::KafkaProduce {
                         topic: topic(),
@@ -261,5 +334,62 @@ impl KafkaSink {
         if let Err(err) = self.producer.flush(timeout) {
             tracing::warn!(error = %err, "Producer did not flush before shutdown.");
         }
+    }
+}
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+static SKIPPED_LOG: std::sync::LazyLock<governor::DefaultDirectRateLimiter> =
+    std::sync::LazyLock::new(|| {
+        governor::RateLimiter::direct(governor::Quota::per_second(
+            std::num::NonZeroU32::new(5).expect("5 > 0"),
+        ))
+    });
+
+/// Logs a record refused for good, at most 5 times a second, its key cut to 64 bytes.
+fn log_skipped(topic: &str, key: Option<&[u8]>, err: &KafkaError) {
+    if SKIPPED_LOG.check().is_ok() {
+        let key = key.map(|k| String::from_utf8_lossy(&k[..k.len().min(64)]).into_owned());
+        tracing::warn!(
+            topic,
+            ?key,
+            error = %err,
+            "The broker refuses this record for good: skipping it."
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_told_from_failures_that_may_pass() {
+        let refused = KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge);
+        assert!(is_refusal(&refused));
+        for transient in [
+            RDKafkaErrorCode::MessageTimedOut,
+            RDKafkaErrorCode::NotLeaderForPartition,
+            RDKafkaErrorCode::BrokerTransportFailure,
+            RDKafkaErrorCode::QueueFull,
+        ] {
+            assert!(!is_refusal(&KafkaError::MessageProduction(transient)));
+        }
+    }
+
+    #[test]
+    fn truncation_keeps_whole_characters() {
+        assert_eq!(truncate("主播太强", 7), "主播");
+        assert_eq!(truncate("abc", 7), "abc");
     }
 }

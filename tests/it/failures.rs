@@ -245,3 +245,81 @@ async fn a_far_future_record_is_dead_lettered_and_changes_nothing_after_it() {
     );
     assert_eq!(header(&dead[0], "trendstream.source.offset"), Some("10"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn records_the_broker_refuses_for_good_are_skipped_counted_and_the_stream_goes_on() {
+    let http = format!("127.0.0.1:{}", free_port());
+    let config = config(&format!(
+        "[kafka.producer]\n\"message.max.bytes\" = \"4000\"\n\
+         [extract]\nmax_term_chars = 256\n[streams.text]\nenabled = false\n\
+         [window]\nwidth = \"10s\"\nslide = \"10s\"\nout_of_orderness = \"0s\"\n\
+         [http]\nlisten = \"{http}\""
+    ));
+    create_topics(&config, 1).await;
+    let brokers = config.kafka.brokers.clone();
+    let topic = config.streams["danmu"].topic.clone();
+    let p = producer(&brokers);
+    // A dead letter of 20,000 bytes: over the producer's 4,000 as it is.
+    let junk = "x".repeat(20_000);
+    produce(&p, &topic, 0, "junk", junk.as_bytes(), &[]).await;
+    // A window record of twenty 200-character terms: over 4,000 bytes whatever is done.
+    let words: Vec<String> = (0..20)
+        .map(|i| format!("{}{}", char::from(b'a' + i), "q".repeat(199)))
+        .collect();
+    produce(
+        &p,
+        &topic,
+        0,
+        "big",
+        &danmu("big", T + 1_000, &words.join(" ")),
+        &[],
+    )
+    .await;
+    produce(
+        &p,
+        &topic,
+        0,
+        "small",
+        &danmu("small", T + 1_000, "主播"),
+        &[],
+    )
+    .await;
+    produce(&p, &topic, 0, "z", &danmu("z", T + 20_000, "收尾"), &[]).await;
+
+    let running = start(config.clone());
+    let group = config.kafka.group_id.clone();
+    eventually("every record committed", || async {
+        committed(&brokers, &group, &topic, 1).await == vec![Some(4)]
+    })
+    .await;
+    let out = read_topic(
+        &brokers,
+        &config.kafka.output_topic,
+        1,
+        Duration::from_millis(500),
+    )
+    .await;
+    let dead = read_topic(
+        &brokers,
+        &config.kafka.dead_letter_topic,
+        1,
+        Duration::from_millis(200),
+    )
+    .await;
+    eventually("the skipped record counted", || async {
+        http_get(&http, "/metrics")
+            .await
+            .1
+            .lines()
+            .any(|l| l == "trendstream_records_skipped_total 1")
+    })
+    .await;
+    running.stop().await.expect("stops cleanly");
+
+    let keys: Vec<&[u8]> = out.iter().map(|m| m.key().unwrap()).collect();
+    assert_eq!(keys, vec![format!("danmu:small:{T}").as_bytes()]);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(header(&dead[0], "trendstream.truncated"), Some("20000"));
+    let kept = dead[0].payload().unwrap();
+    assert!(kept.len() < 4_000 && junk.as_bytes().starts_with(kept));
+}

@@ -12,6 +12,8 @@ use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use crate::redact;
+
 /// The defaults, documented key by key.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 
@@ -21,13 +23,19 @@ pub const ENV_PREFIX: &str = "TRENDSTREAM_";
 /// The most threads `batch.workers` may ask for.
 const MAX_WORKERS: usize = 256;
 
-/// Properties of the consumer that trendstream sets itself.
+/// Properties of the consumer that trendstream sets itself (`run::consumer`).
 const OWNED_CONSUMER_PROPERTIES: &[&str] = &[
     "group.id",
     "bootstrap.servers",
+    "client.id",
     "enable.auto.commit",
     "enable.auto.offset.store",
 ];
+
+/// Properties of the producer that trendstream sets itself (`sink::kafka`): it writes window
+/// records and dead letters idempotently.
+const OWNED_PRODUCER_PROPERTIES: &[&str] =
+    &["bootstrap.servers", "client.id", "enable.idempotence"];
 
 /// The most counters `window.max_items` may ask for per (group, pane, category).
 const MAX_WINDOW_ITEMS: usize = 1_000_000;
@@ -49,11 +57,13 @@ pub enum ConfigError {
     },
 }
 
+/// An [`ConfigError::Invalid`]; the value is shown as [`redact::value`] allows.
 fn invalid(key: impl Into<String>, value: impl ToString, reason: impl Into<String>) -> ConfigError {
+    let key = key.into();
     ConfigError::Invalid {
-        key: key.into(),
-        value: value.to_string(),
-        reason: reason.into(),
+        value: redact::value(&key.replace('"', ""), &value.to_string()),
+        key,
+        reason: redact::text(&reason.into()),
     }
 }
 
@@ -284,13 +294,18 @@ impl Config {
                 return Err(invalid(key, "\"\"", "must not be empty"));
             }
         }
-        for owned in OWNED_CONSUMER_PROPERTIES {
-            if let Some(value) = k.consumer.get(*owned) {
-                return Err(invalid(
-                    format!("kafka.consumer.\"{owned}\""),
-                    value,
-                    "is set by trendstream itself and cannot be configured",
-                ));
+        for (table, props, owned) in [
+            ("consumer", &k.consumer, OWNED_CONSUMER_PROPERTIES),
+            ("producer", &k.producer, OWNED_PRODUCER_PROPERTIES),
+        ] {
+            for owned in owned {
+                if let Some(value) = props.get(*owned) {
+                    return Err(invalid(
+                        format!("kafka.{table}.\"{owned}\""),
+                        value,
+                        "is set by trendstream itself and cannot be configured",
+                    ));
+                }
             }
         }
         if k.output_topic == k.dead_letter_topic {
@@ -533,9 +548,22 @@ impl Config {
         self.streams.iter().filter(|(_, s)| s.enabled)
     }
 
-    /// The effective configuration as TOML.
+    /// The effective configuration as TOML, secrets included: for writing a file to load.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("configuration serialises to TOML")
+    }
+
+    /// This configuration with its secrets replaced (see [`redact`]): for showing it.
+    pub fn redacted(&self) -> Config {
+        let mut config = self.clone();
+        config.redis.url = redact::text(&config.redis.url);
+        config.kafka.brokers = redact::text(&config.kafka.brokers);
+        for props in [&mut config.kafka.consumer, &mut config.kafka.producer] {
+            for (key, value) in props.iter_mut() {
+                *value = redact::value(key, value);
+            }
+        }
+        config
     }
 
     /// Window width in milliseconds.
@@ -699,6 +727,43 @@ mod tests {
             err("[kafka.consumer]\n\"enable.auto.commit\" = \"true\""),
             "kafka.consumer.\"enable.auto.commit\" (true) is set by trendstream itself and cannot be configured"
         );
+    }
+
+    #[test]
+    fn owned_producer_properties_are_refused() {
+        assert_eq!(
+            err("[kafka.producer]\n\"enable.idempotence\" = \"false\""),
+            "kafka.producer.\"enable.idempotence\" (false) is set by trendstream itself and cannot be configured"
+        );
+        assert_eq!(
+            err("[kafka.producer]\n\"bootstrap.servers\" = \"elsewhere:9092\""),
+            "kafka.producer.\"bootstrap.servers\" (elsewhere:9092) is set by trendstream itself and cannot be configured"
+        );
+    }
+
+    #[test]
+    fn redis_url_in_an_error_is_shown_without_its_password() {
+        let msg = err("[redis]\nurl = \"redis://:hunter2@h:1,redis://:hunter2@h:2\"");
+        assert_eq!(
+            msg,
+            "redis.url (redis://***@h:1,redis://***@h:2) names several servers; set redis.cluster = true for a Redis Cluster"
+        );
+    }
+
+    #[test]
+    fn redacted_config_hides_url_user_info_and_secret_properties() {
+        let config = Config::from_toml(
+            "[redis]\nurl = \"redis://user:hunter2@h:6379\"\n[kafka.consumer]\n\"sasl.password\" = \"hunter2\"\n\"sasl.username\" = \"me\"\n[kafka.producer]\n\"ssl.key.password\" = \"hunter2\"",
+        )
+        .unwrap();
+        let shown = config.redacted();
+        assert_eq!(shown.redis.url, "redis://***@h:6379");
+        assert_eq!(shown.kafka.consumer["sasl.password"], "***");
+        assert_eq!(shown.kafka.consumer["sasl.username"], "me");
+        assert_eq!(shown.kafka.producer["ssl.key.password"], "***");
+        assert!(!shown.to_toml().contains("hunter2"));
+        // The configuration itself keeps them.
+        assert_eq!(config.kafka.consumer["sasl.password"], "hunter2");
     }
 
     #[test]

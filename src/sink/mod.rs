@@ -20,7 +20,8 @@ pub enum SinkError {
     RedisWrite(#[source] ::redis::RedisError),
     #[error("Redis read failed: {0}")]
     RedisRead(#[source] ::redis::RedisError),
-    #[error("cannot connect to Redis at {url}: {source}")]
+    /// `url` is redacted by whoever makes one; the source's text is redacted when shown.
+    #[error("cannot connect to Redis at {url}: {}", crate::redact::text(&source.to_string()))]
     RedisConnect {
         url: String,
         #[source]

@@ -1,5 +1,6 @@
 //! Configuration: the built-in defaults (`config/default.toml`), an optional file and
-//! `TRENDSTREAM_*` environment variables, merged in that order and validated once.
+//! `TRENDSTREAM_*` environment variables (see [`env`]), merged in that order and validated
+//! once.
 //!
 //! A [`Config`] can only be had through [`Config::load`] or [`Config::from_toml`], so holding
 //! one means every check below has passed.
@@ -8,11 +9,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use figment::providers::{Env, Format, Toml};
+use figment::providers::{Format, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 use crate::redact;
+
+mod env;
 
 /// The defaults, documented key by key.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
@@ -253,7 +256,7 @@ impl Config {
             }
             figment = figment.merge(Toml::file(path));
         }
-        Self::extract(figment.merge(Env::prefixed(ENV_PREFIX).split("__")))
+        Self::extract(figment.merge(env::EnvOverrides::new(ENV_PREFIX, DEFAULT_TOML)))
     }
 
     /// Defaults with `toml` laid over them; no environment. For tests and embedding.
@@ -600,8 +603,8 @@ impl Config {
     }
 }
 
-/// librdkafka properties are strings, but `10` and `true` are fine to write too (and are what
-/// environment variables turn into).
+/// librdkafka properties are strings, but `10` and `true` are fine to write too. (Environment
+/// variables arrive as strings, exactly as written: see [`env`].)
 fn properties<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<BTreeMap<String, String>, D::Error> {

@@ -40,6 +40,13 @@ const OWNED_CONSUMER_PROPERTIES: &[&str] = &[
 const OWNED_PRODUCER_PROPERTIES: &[&str] =
     &["bootstrap.servers", "client.id", "enable.idempotence"];
 
+/// The consumer property bounding the time between polls, and librdkafka's default for it.
+/// While a sink write is retried the consumer is not polled, so `retry.give_up_after` must be
+/// shorter: otherwise the group evicts the instance (and reassigns its partitions) while it
+/// still holds a batch.
+const MAX_POLL_INTERVAL: &str = "max.poll.interval.ms";
+const DEFAULT_MAX_POLL_INTERVAL_MS: u64 = 300_000;
+
 /// The most counters `window.max_items` may ask for per (group, pane, category).
 const MAX_WINDOW_ITEMS: usize = 1_000_000;
 
@@ -503,6 +510,26 @@ impl Config {
                 ),
             ));
         }
+        let poll_interval_ms = match k.consumer.get(MAX_POLL_INTERVAL) {
+            None => DEFAULT_MAX_POLL_INTERVAL_MS,
+            Some(value) => value.trim().parse::<u64>().map_err(|_| {
+                invalid(
+                    format!("kafka.consumer.\"{MAX_POLL_INTERVAL}\""),
+                    value,
+                    "is not a whole number of milliseconds",
+                )
+            })?,
+        };
+        if r.give_up_after.as_millis() >= u128::from(poll_interval_ms) {
+            return Err(invalid(
+                "retry.give_up_after",
+                show(r.give_up_after),
+                format!(
+                    "must be shorter than kafka.consumer.\"{MAX_POLL_INTERVAL}\" ({poll_interval_ms}), \
+                     or the group evicts this instance while it retries"
+                ),
+            ));
+        }
         let o = &self.ownership;
         if o.renew_every.is_zero() {
             return Err(invalid(
@@ -767,6 +794,28 @@ mod tests {
         assert!(!shown.to_toml().contains("hunter2"));
         // The configuration itself keeps them.
         assert_eq!(config.kafka.consumer["sasl.password"], "hunter2");
+    }
+
+    #[test]
+    fn giving_up_no_sooner_than_the_poll_interval_is_refused() {
+        assert_eq!(
+            err("[retry]\ngive_up_after = \"5m\""),
+            "retry.give_up_after (5m) must be shorter than kafka.consumer.\"max.poll.interval.ms\" (300000), \
+             or the group evicts this instance while it retries"
+        );
+        assert_eq!(
+            err("[kafka.consumer]\n\"max.poll.interval.ms\" = \"60000\"\n[retry]\ngive_up_after = \"90s\""),
+            "retry.give_up_after (1m 30s) must be shorter than kafka.consumer.\"max.poll.interval.ms\" (60000), \
+             or the group evicts this instance while it retries"
+        );
+        assert_eq!(
+            err("[kafka.consumer]\n\"max.poll.interval.ms\" = \"5m\""),
+            "kafka.consumer.\"max.poll.interval.ms\" (5m) is not a whole number of milliseconds"
+        );
+        let config = Config::from_toml(
+            "[kafka.consumer]\n\"max.poll.interval.ms\" = \"600000\"\n[retry]\ngive_up_after = \"9m\"",
+        );
+        assert!(config.is_ok(), "{config:?}");
     }
 
     #[test]

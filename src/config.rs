@@ -274,7 +274,7 @@ impl Config {
     fn extract(figment: Figment) -> Result<Config, ConfigError> {
         let mut config: Config = figment
             .extract()
-            .map_err(|err| ConfigError::Parse(describe_figment_error(err)))?;
+            .map_err(|err| ConfigError::Parse(redact::text(&describe_figment_error(err))))?;
         config.normalise();
         config.validate()?;
         Ok(config)
@@ -778,6 +778,16 @@ mod tests {
             msg,
             "redis.url (redis://***@h:1,redis://***@h:2) names several servers; set redis.cluster = true for a Redis Cluster"
         );
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_is_shown_without_url_user_info() {
+        let msg = err("[redis]\nurl = \"redis://:hunter2@h\"\ncluster = \"redis://:hunter2@h\"");
+        assert!(
+            msg.contains("redis.cluster") && msg.contains("redis://***@h"),
+            "{msg}"
+        );
+        assert!(!msg.contains("hunter2"), "{msg}");
     }
 
     #[test]

@@ -101,7 +101,8 @@ pub struct HttpConfig {
     pub listen: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `Debug` shows secrets redacted, like [`Config::redacted`].
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
     /// Bootstrap brokers, comma-separated `host:port`.
@@ -190,7 +191,8 @@ pub struct OutputConfig {
     pub top_k: usize,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `Debug` shows secrets redacted, like [`Config::redacted`].
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
     /// Redis URL, or comma-separated node URLs of a cluster.
@@ -202,6 +204,37 @@ pub struct RedisConfig {
     /// Leaderboard time to live.
     #[serde(with = "humantime_serde")]
     pub ttl: Duration,
+}
+
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = |props: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+            props
+                .iter()
+                .map(|(k, v)| (k.clone(), redact::value(k, v)))
+                .collect()
+        };
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &redact::text(&self.brokers))
+            .field("group_id", &self.group_id)
+            .field("client_id", &self.client_id)
+            .field("output_topic", &self.output_topic)
+            .field("dead_letter_topic", &self.dead_letter_topic)
+            .field("consumer", &shown(&self.consumer))
+            .field("producer", &shown(&self.producer))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &redact::text(&self.url))
+            .field("cluster", &self.cluster)
+            .field("key_prefix", &self.key_prefix)
+            .field("ttl", &self.ttl)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -802,6 +835,7 @@ mod tests {
         assert_eq!(shown.kafka.consumer["sasl.username"], "me");
         assert_eq!(shown.kafka.producer["ssl.key.password"], "***");
         assert!(!shown.to_toml().contains("hunter2"));
+        assert!(!format!("{config:?}").contains("hunter2"));
         // The configuration itself keeps them.
         assert_eq!(config.kafka.consumer["sasl.password"], "hunter2");
     }

@@ -1,5 +1,5 @@
 //! Configuration: the built-in defaults (`config/default.toml`), an optional file and
-//! `TRENDSTREAM_*` environment variables (see [`env`]), merged in that order and validated
+//! `TRENDSTREAM_*` environment variables (see `config/env.rs`), merged in that order and validated
 //! once.
 //!
 //! A [`Config`] can only be had through [`Config::load`] or [`Config::from_toml`], so holding
@@ -664,7 +664,7 @@ impl Config {
 }
 
 /// librdkafka properties are strings, but `10` and `true` are fine to write too. (Environment
-/// variables arrive as strings, exactly as written: see [`env`].)
+/// variables arrive as strings, exactly as written: see `config/env.rs`.)
 fn properties<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<BTreeMap<String, String>, D::Error> {

@@ -1,6 +1,6 @@
 //! Configuration: the built-in defaults (`config/default.toml`), an optional file and
-//! `TRENDSTREAM_*` environment variables (see `config/env.rs`), merged in that order and validated
-//! once.
+//! `TRENDSTREAM_*` environment variables (see `config/env.rs`), merged in that order and
+//! validated once.
 //!
 //! A [`Config`] can only be had through [`Config::load`] or [`Config::from_toml`], so holding
 //! one means every check below has passed.

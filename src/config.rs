@@ -1,5 +1,6 @@
 //! Configuration: the built-in defaults (`config/default.toml`), an optional file and
-//! `TRENDSTREAM_*` environment variables, merged in that order and validated once.
+//! `TRENDSTREAM_*` environment variables (see `config/env.rs`), merged in that order and
+//! validated once.
 //!
 //! A [`Config`] can only be had through [`Config::load`] or [`Config::from_toml`], so holding
 //! one means every check below has passed.
@@ -8,9 +9,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use figment::providers::{Env, Format, Toml};
+use figment::providers::{Format, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
+
+use crate::redact;
+
+mod env;
 
 /// The defaults, documented key by key.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
@@ -21,13 +26,26 @@ pub const ENV_PREFIX: &str = "TRENDSTREAM_";
 /// The most threads `batch.workers` may ask for.
 const MAX_WORKERS: usize = 256;
 
-/// Properties of the consumer that trendstream sets itself.
+/// Properties of the consumer that trendstream sets itself (`run::consumer`).
 const OWNED_CONSUMER_PROPERTIES: &[&str] = &[
     "group.id",
     "bootstrap.servers",
+    "client.id",
     "enable.auto.commit",
     "enable.auto.offset.store",
 ];
+
+/// Properties of the producer that trendstream sets itself (`sink::kafka`): it writes window
+/// records and dead letters idempotently.
+const OWNED_PRODUCER_PROPERTIES: &[&str] =
+    &["bootstrap.servers", "client.id", "enable.idempotence"];
+
+/// The consumer property bounding the time between polls, and librdkafka's default for it.
+/// While a sink write is retried the consumer is not polled, so `retry.give_up_after` must be
+/// shorter: otherwise the group evicts the instance (and reassigns its partitions) while it
+/// still holds a batch.
+const MAX_POLL_INTERVAL: &str = "max.poll.interval.ms";
+const DEFAULT_MAX_POLL_INTERVAL_MS: u64 = 300_000;
 
 /// The most counters `window.max_items` may ask for per (group, pane, category).
 const MAX_WINDOW_ITEMS: usize = 1_000_000;
@@ -53,11 +71,13 @@ pub enum ConfigError {
 /// output record has a known maximum size.
 const MAX_ITEM_CHARS: usize = 256;
 
+/// An [`ConfigError::Invalid`]; the value is shown as [`redact::value`] allows.
 fn invalid(key: impl Into<String>, value: impl ToString, reason: impl Into<String>) -> ConfigError {
+    let key = key.into();
     ConfigError::Invalid {
-        key: key.into(),
-        value: value.to_string(),
-        reason: reason.into(),
+        value: redact::value(&key.replace('"', ""), &value.to_string()),
+        key,
+        reason: redact::text(&reason.into()),
     }
 }
 
@@ -85,7 +105,8 @@ pub struct HttpConfig {
     pub listen: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `Debug` shows secrets redacted, like [`Config::redacted`].
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
     /// Bootstrap brokers, comma-separated `host:port`.
@@ -177,7 +198,8 @@ pub struct OutputConfig {
     pub top_k: usize,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `Debug` shows secrets redacted, like [`Config::redacted`].
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
     /// Redis URL, or comma-separated node URLs of a cluster.
@@ -189,6 +211,37 @@ pub struct RedisConfig {
     /// Leaderboard time to live.
     #[serde(with = "humantime_serde")]
     pub ttl: Duration,
+}
+
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = |props: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+            props
+                .iter()
+                .map(|(k, v)| (k.clone(), redact::value(k, v)))
+                .collect()
+        };
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &redact::text(&self.brokers))
+            .field("group_id", &self.group_id)
+            .field("client_id", &self.client_id)
+            .field("output_topic", &self.output_topic)
+            .field("dead_letter_topic", &self.dead_letter_topic)
+            .field("consumer", &shown(&self.consumer))
+            .field("producer", &shown(&self.producer))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &redact::text(&self.url))
+            .field("cluster", &self.cluster)
+            .field("key_prefix", &self.key_prefix)
+            .field("ttl", &self.ttl)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -250,7 +303,7 @@ impl Config {
             }
             figment = figment.merge(Toml::file(path));
         }
-        Self::extract(figment.merge(Env::prefixed(ENV_PREFIX).split("__")))
+        Self::extract(figment.merge(env::EnvOverrides::new(ENV_PREFIX, DEFAULT_TOML)))
     }
 
     /// Defaults with `toml` laid over them; no environment. For tests and embedding.
@@ -261,7 +314,7 @@ impl Config {
     fn extract(figment: Figment) -> Result<Config, ConfigError> {
         let mut config: Config = figment
             .extract()
-            .map_err(|err| ConfigError::Parse(describe_figment_error(err)))?;
+            .map_err(|err| ConfigError::Parse(redact::text(&describe_figment_error(err))))?;
         config.normalise();
         config.validate()?;
         Ok(config)
@@ -291,13 +344,18 @@ impl Config {
                 return Err(invalid(key, "\"\"", "must not be empty"));
             }
         }
-        for owned in OWNED_CONSUMER_PROPERTIES {
-            if let Some(value) = k.consumer.get(*owned) {
-                return Err(invalid(
-                    format!("kafka.consumer.\"{owned}\""),
-                    value,
-                    "is set by trendstream itself and cannot be configured",
-                ));
+        for (table, props, owned) in [
+            ("consumer", &k.consumer, OWNED_CONSUMER_PROPERTIES),
+            ("producer", &k.producer, OWNED_PRODUCER_PROPERTIES),
+        ] {
+            for owned in owned {
+                if let Some(value) = props.get(*owned) {
+                    return Err(invalid(
+                        format!("kafka.{table}.\"{owned}\""),
+                        value,
+                        "is set by trendstream itself and cannot be configured",
+                    ));
+                }
             }
         }
         if k.output_topic == k.dead_letter_topic {
@@ -517,6 +575,26 @@ impl Config {
                 ),
             ));
         }
+        let poll_interval_ms = match k.consumer.get(MAX_POLL_INTERVAL) {
+            None => DEFAULT_MAX_POLL_INTERVAL_MS,
+            Some(value) => value.trim().parse::<u64>().map_err(|_| {
+                invalid(
+                    format!("kafka.consumer.\"{MAX_POLL_INTERVAL}\""),
+                    value,
+                    "is not a whole number of milliseconds",
+                )
+            })?,
+        };
+        if r.give_up_after.as_millis() >= u128::from(poll_interval_ms) {
+            return Err(invalid(
+                "retry.give_up_after",
+                show(r.give_up_after),
+                format!(
+                    "must be shorter than kafka.consumer.\"{MAX_POLL_INTERVAL}\" ({poll_interval_ms}), \
+                     or the group evicts this instance while it retries"
+                ),
+            ));
+        }
         let o = &self.ownership;
         if o.renew_every.is_zero() {
             return Err(invalid(
@@ -565,9 +643,22 @@ impl Config {
         self.streams.iter().filter(|(_, s)| s.enabled)
     }
 
-    /// The effective configuration as TOML.
+    /// The effective configuration as TOML, secrets included: for writing a file to load.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("configuration serialises to TOML")
+    }
+
+    /// This configuration with its secrets replaced (see [`redact`]): for showing it.
+    pub fn redacted(&self) -> Config {
+        let mut config = self.clone();
+        config.redis.url = redact::text(&config.redis.url);
+        config.kafka.brokers = redact::text(&config.kafka.brokers);
+        for props in [&mut config.kafka.consumer, &mut config.kafka.producer] {
+            for (key, value) in props.iter_mut() {
+                *value = redact::value(key, value);
+            }
+        }
+        config
     }
 
     /// Window width in milliseconds.
@@ -604,8 +695,8 @@ impl Config {
     }
 }
 
-/// librdkafka properties are strings, but `10` and `true` are fine to write too (and are what
-/// environment variables turn into).
+/// librdkafka properties are strings, but `10` and `true` are fine to write too. (Environment
+/// variables arrive as strings, exactly as written: see `config/env.rs`.)
 fn properties<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<BTreeMap<String, String>, D::Error> {
@@ -742,6 +833,76 @@ mod tests {
             err("[kafka.consumer]\n\"enable.auto.commit\" = \"true\""),
             "kafka.consumer.\"enable.auto.commit\" (true) is set by trendstream itself and cannot be configured"
         );
+    }
+
+    #[test]
+    fn owned_producer_properties_are_refused() {
+        assert_eq!(
+            err("[kafka.producer]\n\"enable.idempotence\" = \"false\""),
+            "kafka.producer.\"enable.idempotence\" (false) is set by trendstream itself and cannot be configured"
+        );
+        assert_eq!(
+            err("[kafka.producer]\n\"bootstrap.servers\" = \"elsewhere:9092\""),
+            "kafka.producer.\"bootstrap.servers\" (elsewhere:9092) is set by trendstream itself and cannot be configured"
+        );
+    }
+
+    #[test]
+    fn redis_url_in_an_error_is_shown_without_its_password() {
+        let msg = err("[redis]\nurl = \"redis://:hunter2@h:1,redis://:hunter2@h:2\"");
+        assert_eq!(
+            msg,
+            "redis.url (redis://***@h:1,redis://***@h:2) names several servers; set redis.cluster = true for a Redis Cluster"
+        );
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_is_shown_without_url_user_info() {
+        let msg = err("[redis]\nurl = \"redis://:hunter2@h\"\ncluster = \"redis://:hunter2@h\"");
+        assert!(
+            msg.contains("redis.cluster") && msg.contains("redis://***@h"),
+            "{msg}"
+        );
+        assert!(!msg.contains("hunter2"), "{msg}");
+    }
+
+    #[test]
+    fn redacted_config_hides_url_user_info_and_secret_properties() {
+        let config = Config::from_toml(
+            "[redis]\nurl = \"redis://user:hunter2@h:6379\"\n[kafka.consumer]\n\"sasl.password\" = \"hunter2\"\n\"sasl.username\" = \"me\"\n[kafka.producer]\n\"ssl.key.password\" = \"hunter2\"",
+        )
+        .unwrap();
+        let shown = config.redacted();
+        assert_eq!(shown.redis.url, "redis://***@h:6379");
+        assert_eq!(shown.kafka.consumer["sasl.password"], "***");
+        assert_eq!(shown.kafka.consumer["sasl.username"], "me");
+        assert_eq!(shown.kafka.producer["ssl.key.password"], "***");
+        assert!(!shown.to_toml().contains("hunter2"));
+        assert!(!format!("{config:?}").contains("hunter2"));
+        // The configuration itself keeps them.
+        assert_eq!(config.kafka.consumer["sasl.password"], "hunter2");
+    }
+
+    #[test]
+    fn giving_up_no_sooner_than_the_poll_interval_is_refused() {
+        assert_eq!(
+            err("[retry]\ngive_up_after = \"5m\""),
+            "retry.give_up_after (5m) must be shorter than kafka.consumer.\"max.poll.interval.ms\" (300000), \
+             or the group evicts this instance while it retries"
+        );
+        assert_eq!(
+            err("[kafka.consumer]\n\"max.poll.interval.ms\" = \"60000\"\n[retry]\ngive_up_after = \"90s\""),
+            "retry.give_up_after (1m 30s) must be shorter than kafka.consumer.\"max.poll.interval.ms\" (60000), \
+             or the group evicts this instance while it retries"
+        );
+        assert_eq!(
+            err("[kafka.consumer]\n\"max.poll.interval.ms\" = \"5m\""),
+            "kafka.consumer.\"max.poll.interval.ms\" (5m) is not a whole number of milliseconds"
+        );
+        let config = Config::from_toml(
+            "[kafka.consumer]\n\"max.poll.interval.ms\" = \"600000\"\n[retry]\ngive_up_after = \"9m\"",
+        );
+        assert!(config.is_ok(), "{config:?}");
     }
 
     #[test]

@@ -14,7 +14,8 @@
 //! - [`sink`]: Redis leaderboards, window records and dead letters, each with a flush barrier.
 //!
 //! Beside the pipeline: [`observe`] serves metrics and readiness, [`generate`] makes sample
-//! traffic and [`watch`] prints leaderboards.
+//! traffic and [`watch`] prints leaderboards; [`redact`] hides secrets wherever configuration
+//! values are shown.
 //! `decode`, `extract`, `window` and `engine` are pure: values in, values out, no I/O.
 
 pub mod config;
@@ -23,6 +24,7 @@ pub mod engine;
 pub mod extract;
 pub mod generate;
 pub mod observe;
+pub mod redact;
 pub mod run;
 pub mod sink;
 pub mod watch;

@@ -39,7 +39,7 @@ enum Command {
         #[arg(long)]
         json_logs: bool,
     },
-    /// Validate the configuration and print the effective result.
+    /// Validate the configuration and print the effective result, secrets redacted.
     CheckConfig {
         #[arg(long)]
         config: Option<PathBuf>,
@@ -148,7 +148,7 @@ fn real_main() -> anyhow::Result<()> {
         Command::CheckConfig { config } => {
             let config = Config::load(config.as_deref())?;
             config.extra_stop_words()?;
-            print!("{}", config.to_toml());
+            print!("{}", config.redacted().to_toml());
         }
         Command::Generate {
             brokers,

@@ -17,6 +17,7 @@ use super::positions::{seek as seek_to, Positions};
 use super::{Kafka, RunError, METADATA_TIMEOUT};
 use crate::config::Config;
 use crate::engine::Engine;
+use crate::sink::kafka::redact_client_error;
 use crate::sink::redis::RedisSink;
 use crate::sink::with_retry;
 
@@ -81,6 +82,7 @@ pub(super) fn create_consumer(config: &Config) -> Result<Kafka, RunError> {
     for (key, value) in &k.consumer {
         client.set(key, value);
     }
+    // The properties in `config::OWNED_CONSUMER_PROPERTIES`.
     client
         .set("bootstrap.servers", &k.brokers)
         .set("group.id", &k.group_id)
@@ -89,7 +91,7 @@ pub(super) fn create_consumer(config: &Config) -> Result<Kafka, RunError> {
         .set("enable.auto.offset.store", "false");
     client
         .create_with_context(RebalanceContext::default())
-        .map_err(RunError::CreateConsumer)
+        .map_err(|err| RunError::CreateConsumer(redact_client_error(err, &k.consumer)))
 }
 
 /// The partitions trendstream reads from and writes to.

@@ -9,6 +9,7 @@
 //! is then not committed. A dead letter is cut to fit the producer's `message.max.bytes` before
 //! it is sent, with a header saying so.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -22,7 +23,35 @@ use crate::config::KafkaConfig;
 use crate::decode::DecodeError;
 use crate::engine::fnv1a;
 use crate::extract::Category;
+use crate::redact;
 use crate::window::ClosedWindow;
+
+/// `err` from creating a client with `properties`, with the values of secret properties
+/// hidden: librdkafka names the value it refuses, and may quote others.
+pub fn redact_client_error(err: KafkaError, properties: &BTreeMap<String, String>) -> KafkaError {
+    let hide = |text: &str| {
+        let mut text = redact::text(text);
+        for (key, value) in properties {
+            if !value.is_empty() && redact::is_secret(key) {
+                text = text.replace(value.as_str(), redact::REDACTED);
+            }
+        }
+        text
+    };
+    match err {
+        KafkaError::ClientConfig(code, desc, key, value) => {
+            let shown = redact::value(&key, &value);
+            let desc = if value.is_empty() {
+                hide(&desc)
+            } else {
+                hide(&desc.replace(value.as_str(), &shown))
+            };
+            KafkaError::ClientConfig(code, desc, key, shown)
+        }
+        KafkaError::ClientCreation(text) => KafkaError::ClientCreation(hide(&text)),
+        other => other,
+    }
+}
 
 /// Header names on dead letters.
 pub mod headers {
@@ -168,19 +197,24 @@ impl KafkaSink {
     /// A producer for the output topic (of `output_partitions` partitions) and the dead letters.
     pub fn new(config: &KafkaConfig, output_partitions: i32) -> Result<KafkaSink, KafkaError> {
         let mut client = ClientConfig::new();
-        client
-            .set("bootstrap.servers", &config.brokers)
-            .set("client.id", &config.client_id);
         for (key, value) in &config.producer {
             client.set(key, value);
         }
+        // The properties in `config::OWNED_PRODUCER_PROPERTIES`.
+        client
+            .set("bootstrap.servers", &config.brokers)
+            .set("client.id", &config.client_id)
+            .set("enable.idempotence", "true");
+        let producer = client
+            .create()
+            .map_err(|err| redact_client_error(err, &config.producer))?;
         let max_record_bytes = config
             .producer
             .get("message.max.bytes")
             .and_then(|v| v.parse().ok())
             .unwrap_or(DEFAULT_MESSAGE_MAX_BYTES);
         Ok(KafkaSink {
-            producer: client.create()?,
+            producer,
             output_topic: config.output_topic.clone(),
             output_partitions,
             dead_letter_topic: config.dead_letter_topic.clone(),
@@ -391,5 +425,25 @@ mod tests {
     fn truncation_keeps_whole_characters() {
         assert_eq!(truncate("主播太强", 7), "主播");
         assert_eq!(truncate("abc", 7), "abc");
+    }
+
+    #[test]
+    fn a_refused_secret_property_is_reported_without_its_value() {
+        use rdkafka::types::RDKafkaConfRes;
+        let props = BTreeMap::from([("sasl.password".to_owned(), "hunter2".to_owned())]);
+        // librdkafka's own text names the value it refuses.
+        let err = KafkaError::ClientConfig(
+            RDKafkaConfRes::RD_KAFKA_CONF_INVALID,
+            "Invalid value \"hunter2\" for configuration property \"sasl.password\"".to_owned(),
+            "sasl.password".to_owned(),
+            "hunter2".to_owned(),
+        );
+        let shown = redact_client_error(err, &props).to_string();
+        assert!(shown.contains("sasl.password"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+
+        let err = KafkaError::ClientCreation("cannot log in with hunter2".to_owned());
+        let shown = redact_client_error(err, &props).to_string();
+        assert!(!shown.contains("hunter2"), "{shown}");
     }
 }

@@ -20,7 +20,8 @@ pub enum SinkError {
     RedisWrite(#[source] ::redis::RedisError),
     #[error("Redis read failed: {0}")]
     RedisRead(#[source] ::redis::RedisError),
-    #[error("cannot connect to Redis at {url}: {source}")]
+    /// `url` is redacted by whoever makes one; the source's text is redacted when shown.
+    #[error("cannot connect to Redis at {url}: {}", crate::redact::text(&source.to_string()))]
     RedisConnect {
         url: String,
         #[source]
@@ -40,7 +41,8 @@ pub enum SinkError {
 }
 
 /// Runs `attempt` until it succeeds, backing off from `initial_backoff`, doubling up to
-/// `max_backoff`; after `give_up_after` of failures, returns [`SinkError::GaveUp`].
+/// `max_backoff`, each wait [`jittered`]; after `give_up_after` of failures, returns
+/// [`SinkError::GaveUp`].
 pub async fn with_retry<T, F, Fut>(
     retry: &RetryConfig,
     what: &str,
@@ -70,12 +72,29 @@ where
                         last: Box::new(err),
                     });
                 }
-                tracing::warn!(what, failures, error = %err, ?backoff, "Write failed; retrying.");
-                tokio::time::sleep(backoff).await;
+                let wait = jittered(backoff, rand::random::<f64>());
+                tracing::warn!(what, failures, error = %err, ?wait, "Write failed; retrying.");
+                tokio::time::sleep(wait).await;
                 backoff = (backoff * 2).min(retry.max_backoff);
             }
         }
     }
+}
+
+/// The wait for a back-off of `backoff`, given `unit`, a random number in [0, 1): between half
+/// of `backoff` and all of it ("equal jitter"). Instances that failed together (a Redis that
+/// went away) do not all retry at once, none waits longer than the back-off (so never longer
+/// than `max_backoff`), and none hammers a failing sink with waits near zero.
+pub fn jittered(backoff: Duration, unit: f64) -> Duration {
+    let unit = if (0.0..=1.0).contains(&unit) {
+        unit
+    } else if unit > 1.0 {
+        1.0
+    } else {
+        0.0 // also for NaN
+    };
+    let half = backoff / 2;
+    half + (backoff - half).mul_f64(unit)
 }
 
 #[cfg(test)]
@@ -121,7 +140,26 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, SinkError::GaveUp { .. }), "{err}");
-        // Back-offs 0.1 + 0.2 + 0.4 + 0.8 + 1 + 1 + 1 + 1 s: the first wait to pass 5 s.
-        assert_eq!(started.elapsed(), Duration::from_millis(5_500));
+        // The first failure after 5 s gives up; the wait before it was at most max_backoff.
+        let elapsed = started.elapsed();
+        assert!(
+            elapsed >= Duration::from_secs(5) && elapsed <= Duration::from_secs(6),
+            "{elapsed:?}"
+        );
+    }
+
+    #[test]
+    fn jittered_wait_is_between_half_the_backoff_and_the_backoff() {
+        let backoff = Duration::from_millis(800);
+        assert_eq!(jittered(backoff, 0.0), Duration::from_millis(400));
+        assert_eq!(jittered(backoff, 0.5), Duration::from_millis(600));
+        for unit in [0.0, 0.25, 0.999_999, 1.0, -1.0, 2.0, f64::NAN] {
+            let wait = jittered(backoff, unit);
+            assert!(wait >= backoff / 2 && wait <= backoff, "{unit}: {wait:?}");
+        }
+        for _ in 0..1000 {
+            let wait = jittered(backoff, rand::random::<f64>());
+            assert!(wait >= backoff / 2 && wait <= backoff, "{wait:?}");
+        }
     }
 }

@@ -116,7 +116,7 @@ impl RedisSink {
     /// Connects once; the connection then reconnects by itself.
     pub async fn connect(config: &RedisConfig) -> Result<RedisSink, SinkError> {
         let connect_err = |source| SinkError::RedisConnect {
-            url: config.url.clone(),
+            url: crate::redact::text(&config.url),
             source,
         };
         let conn = if config.cluster {

@@ -315,7 +315,7 @@ ttl = "1h"
 [retry]
 initial_backoff = "50ms"
 max_backoff = "500ms"
-give_up_after = "5m"
+give_up_after = "4m"
 [ownership]
 renew_every = "500ms"
 lease = "5s"

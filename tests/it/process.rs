@@ -340,3 +340,145 @@ lease = "4s"
         let _ = child.wait();
     }
 }
+
+/// Secrets set in a file and in the environment, as `(config file text, environment)`.
+const FILE_SECRET: &str = "file-secret-0123";
+const ENV_SECRET: &str = "env-secret-0456";
+const URL_SECRET: &str = "url-secret-0789";
+
+fn all_output(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn assert_no_secrets(out: &Output) {
+    let text = all_output(out);
+    for secret in [FILE_SECRET, ENV_SECRET, URL_SECRET] {
+        assert!(!text.contains(secret), "{secret} printed:\n{text}");
+    }
+}
+
+#[test]
+fn check_config_prints_no_secrets_from_the_file_or_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("secrets.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[kafka.consumer]\n\"sasl.password\" = \"{FILE_SECRET}\"\n\"sasl.username\" = \"me\"\n[kafka.producer]\n\"sasl.oauthbearer.client.secret\" = \"{FILE_SECRET}\"\n"
+        ),
+    )
+    .unwrap();
+    let url = format!("redis://user:{URL_SECRET}@127.0.0.1:6379/0");
+    let out = check_config(
+        &[
+            ("TRENDSTREAM_KAFKA__PRODUCER__SSL_KEY_PASSWORD", ENV_SECRET),
+            ("TRENDSTREAM_REDIS__URL", &url),
+        ],
+        Some(&file),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_no_secrets(&out);
+    let printed: toml::Table = String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        printed["redis"]["url"].as_str(),
+        Some("redis://***@127.0.0.1:6379/0")
+    );
+    assert_eq!(
+        printed["kafka"]["producer"]["ssl.key.password"].as_str(),
+        Some("***")
+    );
+    assert_eq!(
+        printed["kafka"]["consumer"]["sasl.username"].as_str(),
+        Some("me")
+    );
+
+    // A refused configuration does not show them either.
+    let out = check_config(
+        &[
+            ("TRENDSTREAM_REDIS__URL", &format!("{url},{url}")),
+            ("TRENDSTREAM_KAFKA__CONSUMER__SASL_PASSWORD", ENV_SECRET),
+        ],
+        Some(&file),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("redis.url (redis://***@"),
+        "{}",
+        stderr(&out)
+    );
+    assert_no_secrets(&out);
+}
+
+#[test]
+fn environment_values_of_string_keys_stay_as_written() {
+    let out = check_config(
+        &[
+            ("TRENDSTREAM_KAFKA__CONSUMER__SASL_USERNAME", "0123"),
+            ("TRENDSTREAM_KAFKA__PRODUCER__LINGER_MS", "007"),
+            ("TRENDSTREAM_KAFKA__GROUP_ID", "0123"),
+            ("TRENDSTREAM_REDIS__KEY_PREFIX", "true"),
+            ("TRENDSTREAM_STREAMS__DANMU__GROUP_BY", "1e3"),
+            ("TRENDSTREAM_BATCH__MAX_RECORDS", "0123"),
+            ("TRENDSTREAM_REDIS__CLUSTER", "false"),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let printed: toml::Table = String::from_utf8(out.stdout).unwrap().parse().unwrap();
+    let k = &printed["kafka"];
+    assert_eq!(k["consumer"]["sasl.username"].as_str(), Some("0123"));
+    assert_eq!(k["producer"]["linger.ms"].as_str(), Some("007"));
+    assert_eq!(k["group_id"].as_str(), Some("0123"));
+    assert_eq!(printed["redis"]["key_prefix"].as_str(), Some("true"));
+    assert_eq!(
+        printed["streams"]["danmu"]["group_by"].as_str(),
+        Some("1e3")
+    );
+    // Numbers and booleans are still read as such.
+    assert_eq!(printed["batch"]["max_records"].as_integer(), Some(123));
+    assert_eq!(printed["redis"]["cluster"].as_bool(), Some(false));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_logs_and_errors_show_no_secrets() {
+    // Redis is unreachable, so the connect error (with the URL) is logged on every retry and
+    // ends the run.
+    let port = free_port();
+    let config = config(&format!(
+        "[retry]\ninitial_backoff = \"50ms\"\nmax_backoff = \"100ms\"\ngive_up_after = \"1s\"\n[streams.text]\nenabled = false\n[kafka.consumer]\n\"sasl.password\" = \"{FILE_SECRET}\""
+    ));
+    create_topics(&config, 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("trendstream.toml");
+    std::fs::write(&file, config.to_toml()).unwrap();
+    let child = Command::new(BIN)
+        .arg("run")
+        .arg("--config")
+        .arg(&file)
+        .env("RUST_LOG", "debug")
+        .env(
+            "TRENDSTREAM_REDIS__URL",
+            format!("redis://user:{URL_SECRET}@127.0.0.1:{port}"),
+        )
+        .env("TRENDSTREAM_KAFKA__PRODUCER__SASL_PASSWORD", ENV_SECRET)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start trendstream");
+    let out = wait_exit(child).await;
+    assert_eq!(out.status.code(), Some(1), "{}", all_output(&out));
+    let text = all_output(&out);
+    assert!(
+        text.contains(&format!("redis://***@127.0.0.1:{port}")),
+        "{text}"
+    );
+    assert!(text.contains("Write failed; retrying."), "{text}");
+    assert_no_secrets(&out);
+}

@@ -404,4 +404,51 @@ mod tests {
         );
         assert_eq!(decode(None, "g", None, 4), Err(DecodeError::NoValue));
     }
+
+    /// Property tests (fuzzing on stable Rust): `PROPTEST_CASES=N` runs N cases each
+    /// (`scripts/fuzz.sh`); CI runs 256.
+    mod props {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// JSON-ish values: objects with the fields decode reads, of every type, and junk.
+        fn values() -> impl Strategy<Value = Vec<u8>> {
+            let field = prop_oneof![
+                Just("\"room_id\"".to_owned()),
+                Just("\"ts\"".to_owned()),
+                Just("\"text\"".to_owned()),
+                "\"[a-z_]{0,6}\"".prop_map(|s| s),
+            ];
+            let scalar = prop_oneof![
+                any::<i64>().prop_map(|n| n.to_string()),
+                any::<f64>().prop_map(|n| format!("{n:?}")),
+                ".{0,20}".prop_map(|s| serde_json::to_string(&s).unwrap()),
+                Just("null".to_owned()),
+                Just("[1,2]".to_owned()),
+                Just("{}".to_owned()),
+            ];
+            let object = proptest::collection::vec((field, scalar), 0..5).prop_map(|fields| {
+                let body: Vec<String> = fields.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+                format!("{{{}}}", body.join(",")).into_bytes()
+            });
+            prop_oneof![object, proptest::collection::vec(any::<u8>(), 0..64)]
+        }
+
+        proptest! {
+            #[test]
+            fn decode_never_panics_and_what_it_accepts_is_in_bounds(
+                value in values(),
+                kafka_ts in proptest::option::of(any::<i64>()),
+            ) {
+                match decode(Some(&value), "room_id", kafka_ts, 1_000) {
+                    Ok(d) => {
+                        prop_assert!(!d.group.is_empty() && d.group.len() <= MAX_GROUP_KEY_BYTES);
+                        prop_assert!((0..=MAX_EVENT_TIME).contains(&d.event_time));
+                        prop_assert!(value.len() <= 1_000);
+                    }
+                    Err(err) => prop_assert!(!err.kind().is_empty()),
+                }
+            }
+        }
+    }
 }

@@ -930,4 +930,77 @@ mod tests {
         let out = run(&mut other, &[danmu(1, 30_000, "")]);
         assert!(out.closed.is_empty(), "fresh windows: nothing to close");
     }
+
+    /// Property tests (fuzzing on stable Rust); `PROPTEST_CASES=N` for more.
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// One run over `log`, in batches of the given sizes (cycled).
+        fn in_batches(
+            engine: &mut Engine,
+            log: &[(i64, String)],
+            sizes: &[usize],
+        ) -> Vec<ClosedWindow> {
+            let mut closed = Vec::new();
+            let mut at = 0;
+            for size in sizes.iter().cycle() {
+                if at >= log.len() {
+                    break;
+                }
+                let end = (at + size).min(log.len());
+                closed.extend(feed(engine, &log[at..end]).closed);
+                at = end;
+            }
+            closed
+        }
+
+        static LOGS: std::sync::LazyLock<Vec<Vec<(i64, String)>>> =
+            std::sync::LazyLock::new(|| (0..4).map(|seed| partition_log(1_500, seed)).collect());
+
+        proptest! {
+            #![proptest_config(ProptestConfig {
+                cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(32),
+                ..ProptestConfig::default()
+            })]
+
+            /// A replay from a checkpoint at any batch boundary, with a crash at any later
+            /// point and any batching, gives what one run gives; no count is above its
+            /// window's messages.
+            #[test]
+            fn a_replay_from_any_checkpoint_equals_one_run(
+                log in 0usize..4,
+                sizes in proptest::collection::vec(1usize..400, 1..6),
+                checkpoint_at in 0usize..1_500,
+                crash_after in 0usize..1_500,
+                rest_sizes in proptest::collection::vec(1usize..400, 1..6),
+            ) {
+                let log = &LOGS[log];
+                let expected = by_window(&feed(&mut engine(), log).closed);
+                for w in expected.values() {
+                    for list in &w.top {
+                        prop_assert!(list.iter().all(|(_, n)| *n <= w.messages));
+                    }
+                }
+                let checkpoint_at = checkpoint_at.min(log.len());
+                let crash_at = (checkpoint_at + crash_after).min(log.len());
+                let mut first = engine();
+                let mut emitted = in_batches(&mut first, &log[..checkpoint_at], &sizes);
+                let checkpoint = first.checkpoint("danmu", 0);
+                emitted.extend(in_batches(&mut first, &log[checkpoint_at..crash_at], &sizes));
+
+                let mut next = engine();
+                let committed = checkpoint.map_or(0, |c| c.next);
+                let first_offset = (committed < log.len() as i64).then_some(committed);
+                let seek = next.restore("danmu", 0, checkpoint, committed, first_offset);
+                if let (Some(_), Some(first_offset)) = (seek, first_offset) {
+                    let in_hand = feed(&mut next, &log[first_offset as usize..]);
+                    prop_assert!(in_hand.closed.is_empty());
+                }
+                let from = seek.unwrap_or(committed) as usize;
+                emitted.extend(in_batches(&mut next, &log[from..], &rest_sizes));
+                prop_assert_eq!(by_window(&emitted), expected);
+            }
+        }
+    }
 }

@@ -341,4 +341,60 @@ mod tests {
         let out = ex.extract_all("ＩＰＨＯＮＥ太贵了，要退款");
         assert_eq!(out[Category::Keyword.index()], vec!["iphone", "退款"]);
     }
+
+    /// Property tests (fuzzing on stable Rust); `PROPTEST_CASES=N` for more.
+    mod props {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// Text as it comes: Chinese, ASCII words and marks, full-width forms, emoji, entities.
+        fn texts() -> impl Strategy<Value = String> {
+            let piece = prop_oneof![
+                "[主播太强了今天天气真好王者荣耀]{1,6}",
+                "[a-zA-Z0-9]{1,12}",
+                "[-._#@:/ %]{1,3}",
+                "[Ａ-Ｚ０-９　]{1,4}",
+                Just("https://www.bilibili.com/video/x".to_owned()),
+                Just("a.b@mail.qq.com".to_owned()),
+                Just("#话题#".to_owned()),
+                Just("@小明".to_owned()),
+                Just("😀".to_owned()),
+                ".{0,4}",
+            ];
+            proptest::collection::vec(piece, 0..12).prop_map(|p| p.concat())
+        }
+
+        /// One extractor for every case: building one loads the dictionary.
+        static EXTRACTOR: std::sync::LazyLock<(Extractor, ExtractOptions)> =
+            std::sync::LazyLock::new(|| {
+                let options = ExtractOptions {
+                    watch_keywords: vec!["王者".to_owned(), "abc".to_owned()],
+                    ..ExtractOptions::default()
+                };
+                (Extractor::new(&options), options)
+            });
+
+        proptest! {
+            #[test]
+            fn every_item_is_once_a_substring_of_the_normalised_text_and_in_bounds(
+                text in texts(),
+            ) {
+                let (ex, options) = &*EXTRACTOR;
+                let normalised = normalise(&text);
+                let mut seen = std::collections::HashSet::new();
+                ex.extract(&text, &mut Scratch::default(), |category, item| {
+                    assert!(seen.insert((category, item.to_owned())), "{item} twice");
+                    assert!(!item.is_empty());
+                    assert!(
+                        normalised.contains(item),
+                        "{category:?} {item:?} not in {normalised:?}"
+                    );
+                    if category == Category::Term {
+                        let chars = item.chars().count();
+                        assert!((options.min_term_chars..=options.max_term_chars).contains(&chars));
+                    }
+                });
+            }
+        }
+    }
 }

@@ -10,8 +10,17 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::convert::Infallible;
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::BatchCounts;
@@ -173,44 +182,103 @@ impl Metrics {
     }
 }
 
-/// Serves `/metrics`, `/ready` and `/healthz` on `listener` until `stop` is cancelled.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, stop: CancellationToken) {
+/// Bounds on the HTTP endpoint, which anyone on the network may reach.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// A client must send its request head within this (slow clients cannot hold a slot).
+    pub header_timeout: Duration,
+    /// A connection is closed after this, whatever it is doing.
+    pub connection_timeout: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            max_connections: 64,
+            header_timeout: Duration::from_secs(5),
+            connection_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Serves `/metrics`, `/ready` and `/healthz` on `listener` until `stop` is cancelled, one
+/// request a connection (HTTP/1.1), within `limits`. A failed accept (out of file descriptors,
+/// say) backs off, 10 ms doubling up to 1 s, instead of spinning.
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+    limits: HttpLimits,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let mut backoff = ACCEPT_BACKOFF_FIRST;
     loop {
-        let (mut socket, _) = tokio::select! {
+        let permit = tokio::select! {
+            () = stop.cancelled() => return,
+            permit = Arc::clone(&slots).acquire_owned() => permit.expect("the semaphore stays open"),
+        };
+        let socket = tokio::select! {
             () = stop.cancelled() => return,
             accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
+                Ok((socket, _)) => {
+                    backoff = ACCEPT_BACKOFF_FIRST;
+                    socket
+                }
                 Err(err) => {
                     tracing::warn!(error = %err, "Cannot accept an HTTP connection.");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
                     continue;
                 }
             },
         };
         let metrics = Arc::clone(&metrics);
         tokio::spawn(async move {
-            let mut request = [0u8; 1024];
-            let n = socket.read(&mut request).await.unwrap_or(0);
-            let line = String::from_utf8_lossy(&request[..n]);
-            let path = line.split_whitespace().nth(1).unwrap_or("");
-            let (status, body) = match path {
-                "/metrics" => ("200 OK", metrics.render()),
-                "/ready" if metrics.ready.load(Ordering::Relaxed) => {
-                    ("200 OK", "ready\n".to_owned())
-                }
-                "/ready" => ("503 Service Unavailable", "not ready\n".to_owned()),
-                "/healthz" => ("200 OK", "alive\n".to_owned()),
-                _ => (
-                    "404 Not Found",
-                    "try /metrics, /ready or /healthz\n".to_owned(),
-                ),
-            };
-            let response = format!(
-                "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = socket.write_all(response.as_bytes()).await;
+            let _slot = permit;
+            let service = service_fn(move |request: Request<Incoming>| {
+                let response = respond(&metrics, request.method(), request.uri().path());
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .keep_alive(false)
+                .serve_connection(TokioIo::new(socket), service);
+            let _ = tokio::time::timeout(limits.connection_timeout, connection).await;
         });
     }
+}
+
+const ACCEPT_BACKOFF_FIRST: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// The answer to `method path`.
+fn respond(metrics: &Metrics, method: &Method, path: &str) -> Response<Full<Bytes>> {
+    let (status, body) = if method != Method::GET && method != Method::HEAD {
+        (StatusCode::METHOD_NOT_ALLOWED, "GET only\n".to_owned())
+    } else {
+        match path {
+            "/metrics" => (StatusCode::OK, metrics.render()),
+            "/ready" if metrics.ready.load(Ordering::Relaxed) => {
+                (StatusCode::OK, "ready\n".to_owned())
+            }
+            "/ready" => (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".to_owned()),
+            "/healthz" => (StatusCode::OK, "alive\n".to_owned()),
+            _ => (
+                StatusCode::NOT_FOUND,
+                "try /metrics, /ready or /healthz\n".to_owned(),
+            ),
+        }
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    response
 }
 
 /// Asks the endpoint at `addr` (`host:port`) for `path`: whether it answered 200 within
@@ -259,7 +327,12 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let stop = CancellationToken::new();
-        tokio::spawn(serve(listener, Arc::new(Metrics::default()), stop.clone()));
+        tokio::spawn(serve(
+            listener,
+            Arc::new(Metrics::default()),
+            stop.clone(),
+            HttpLimits::default(),
+        ));
         let ask = |path: &'static str| {
             let addr = addr.clone();
             tokio::task::spawn_blocking(move || {
@@ -268,6 +341,36 @@ mod tests {
         };
         assert!(ask("/healthz").await.unwrap());
         assert!(!ask("/ready").await.unwrap(), "not ready before consuming");
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_client_that_sends_no_request_loses_its_connection() {
+        use tokio::io::AsyncReadExt;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let limits = HttpLimits {
+            max_connections: 1,
+            header_timeout: Duration::from_millis(200),
+            connection_timeout: Duration::from_secs(30),
+        };
+        tokio::spawn(serve(
+            listener,
+            Arc::new(Metrics::default()),
+            stop.clone(),
+            limits,
+        ));
+        // The only slot, held by a client that sends nothing: closed after the header timeout,
+        // and the slot serves the next client.
+        let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut rest = Vec::new();
+        silent.read_to_end(&mut rest).await.unwrap();
+        let addr = addr.to_string();
+        let answered = tokio::task::spawn_blocking(move || {
+            probe(&addr, "/healthz", Duration::from_secs(5)).unwrap()
+        });
+        assert!(answered.await.unwrap());
         stop.cancel();
     }
 }

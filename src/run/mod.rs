@@ -126,6 +126,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             listener,
             Arc::clone(&metrics),
             stop_http.clone(),
+            observe::HttpLimits::default(),
         ));
     }
 

@@ -772,6 +772,121 @@ mod tests {
         );
     }
 
+    /// The counters the fullest pane of a partition needs, and those of all its panes at most,
+    /// in bytes: `n` records of the sample traffic, `step` ms of event time apart, danmu
+    /// keyed by room over four partitions, or posts of every source on one.
+    fn pane_demand(
+        n: usize,
+        rooms: u32,
+        vocabulary: u32,
+        posts: bool,
+        step: f64,
+    ) -> (usize, usize) {
+        let extractor = Extractor::new(&ExtractOptions::default());
+        let mut traffic = crate::generate::TrafficGen::new(1, rooms).with_vocabulary(vocabulary);
+        let spec = WindowSpec {
+            width: 60_000,
+            slide: 10_000,
+            out_of_orderness: 5_000,
+        };
+        let mut windows = PartitionWindows::new(spec, 20, Budget::UNBOUNDED);
+        let (mut scratch, mut closed) = (Scratch::default(), Vec::new());
+        let (mut fullest, mut all) = (0, 0);
+        for i in 0..n {
+            let ts = 1_763_780_000_000 + (i as f64 * step) as i64;
+            let (key, json) = if posts {
+                traffic.post(ts)
+            } else {
+                traffic.danmu(ts)
+            };
+            // Rooms spread over four partitions; the five sources all on this one.
+            if !posts && !fnv1a(key.as_bytes()).is_multiple_of(4) {
+                continue;
+            }
+            let group_by = if posts { "source" } else { "room_id" };
+            let record = decode(Some(json.as_bytes()), group_by, None, usize::MAX).unwrap();
+            let count = |counts: &mut crate::window::Counts| {
+                extractor.extract(&record.text, &mut scratch, |c, item| counts.add(c, item))
+            };
+            windows.record(
+                0,
+                &record.group,
+                record.event_time,
+                i as i64,
+                count,
+                &mut closed,
+            );
+            closed.clear();
+            if i % 1_000 == 0 {
+                fullest = fullest.max(windows.fullest_pane_bytes());
+                all = all.max(windows.bytes());
+            }
+        }
+        (fullest, all)
+    }
+
+    /// The data of BENCHMARKS.md stays exact under the default budget: the fullest pane of a
+    /// partition fits the pane budget. Slow unoptimised (about 30 s); prints what it measures:
+    /// `cargo test --lib benchmark_data -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn the_benchmark_data_stays_within_the_default_budget() {
+        let config = Config::from_toml("").unwrap();
+        let spec = WindowSpec {
+            width: config.width_ms(),
+            slide: config.slide_ms(),
+            out_of_orderness: config.out_of_orderness_ms(),
+        };
+        let budget = Budget {
+            memory: config.memory_budget_bytes(),
+            max_items: config.window.max_items,
+        };
+        let mib = |bytes: usize| bytes as f64 / f64::from(1 << 20);
+        for (name, n, rooms, vocabulary, posts, step) in [
+            (
+                "e2e danmu: 1M, 10,000 rooms, 1 ms a record",
+                1_000_000,
+                10_000,
+                0,
+                false,
+                1.0,
+            ),
+            (
+                "e2e posts: 200k, 1 ms a record, one partition",
+                200_000,
+                1,
+                0,
+                true,
+                1.0,
+            ),
+            (
+                "memory: 1M danmu, 100,000 rooms, vocabulary 1M",
+                1_000_000,
+                100_000,
+                1_000_000,
+                false,
+                1.0,
+            ),
+            (
+                "latency: 65,000 danmu/s for 25 s",
+                1_625_000,
+                10_000,
+                0,
+                false,
+                1000.0 / 65_000.0,
+            ),
+        ] {
+            let (fullest, all) = pane_demand(n, rooms, vocabulary, posts, step);
+            println!(
+                "{name}: fullest pane {:.2} MiB of {:.2}, all panes {:.2} MiB",
+                mib(fullest),
+                mib(budget.pane_bytes(&spec)),
+                mib(all)
+            );
+            assert!(fullest <= budget.pane_bytes(&spec), "{name}");
+        }
+    }
+
     #[test]
     fn partitions_processed_in_parallel_give_what_one_worker_gives() {
         let with_workers = |workers: usize| {

@@ -53,8 +53,10 @@ struct Counter {
 #[derive(Debug, Clone)]
 pub struct Summary<S = RandomState> {
     counters: HashMap<Box<str>, Counter, S>,
-    /// Counters held at most: a new item arriving at a summary this full cuts it first.
-    capacity: usize,
+    /// Counters held at most: a new item arriving at a summary this full cuts it first. (A
+    /// `u32` keeps the summary as small as before it counted bytes: one of six per group and
+    /// pane.)
+    capacity: u32,
     /// Total taken by the cuts: 0 while the counts are exact.
     cut: u32,
     /// What the counters held are charged against the memory budget.
@@ -77,7 +79,7 @@ impl<S: BuildHasher> Summary<S> {
     pub fn with_hasher(capacity: usize, hasher: S) -> Self {
         Summary {
             counters: HashMap::with_hasher(hasher),
-            capacity: capacity.max(1),
+            capacity: u32::try_from(capacity).unwrap_or(u32::MAX).max(1),
             cut: 0,
             bytes: 0,
         }
@@ -89,7 +91,7 @@ impl<S: BuildHasher> Summary<S> {
             c.count += 1;
             return;
         }
-        if self.counters.len() >= self.capacity {
+        if self.counters.len() >= self.capacity as usize {
             self.cut();
         }
         self.counters.insert(

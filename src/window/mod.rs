@@ -123,6 +123,10 @@ impl Counts {
     }
 }
 
+/// The counts of a group's panes, by pane start. Boxed: a node of a `BTreeMap` has room for
+/// eleven values, and most groups hold data in one or two panes.
+type Panes = BTreeMap<i64, Box<Counts>>;
+
 /// How a record was placed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Placement {
@@ -162,7 +166,7 @@ pub struct PartitionWindows {
     /// Every window ending at or before this has closed.
     closed_end: Option<i64>,
     /// Open panes of each group, by stream, then group key, then pane start.
-    groups: Vec<Map<Arc<str>, BTreeMap<i64, Counts>>>,
+    groups: Vec<Map<Arc<str>, Panes>>,
     /// The groups holding data in each pane, by pane start.
     panes: BTreeMap<i64, Pane>,
 }
@@ -303,7 +307,7 @@ impl PartitionWindows {
             .entry(key)
             .or_default()
             .entry(pane)
-            .or_insert_with(|| Counts::new(max_items))
+            .or_insert_with(|| Box::new(Counts::new(max_items)))
     }
 
     /// Charges a pane with what a record changed of its counters (`before` → `after` bytes),

@@ -20,8 +20,8 @@
 //! partition's groups), against a *pane budget*: the partition's memory budget shared by the
 //! most panes a partition can hold at once ([`Budget::pane_bytes`]). When a record brings its
 //! pane over the budget, the pane's largest summaries are cut (a Misra–Gries purge that keeps
-//! per-item errors, see [`Summary`]) until the pane is back under seven eighths of it; a
-//! summary of `top_k` counters or fewer is never cut. A pane's contents depend only on the
+//! per-item errors, see [`Summary`]) until the pane is back under seven eighths of it; the
+//! budget never cuts a summary of `top_k` counters or fewer. A pane's contents depend only on the
 //! records added to it, in offset order: replaying a partition rebuilds them exactly.
 //!
 //! A window's count of an item is the sum over its panes; [`ClosedWindow::error`] says, per
@@ -686,6 +686,41 @@ mod tests {
         // Held from the start, the heavy item keeps its exact count.
         assert_eq!(busy.top[0][0], ("hot".to_owned(), 500));
         assert!(busy.top[0][1..].iter().all(|(_, n)| *n == 1));
+    }
+
+    #[test]
+    fn a_partition_never_holds_more_panes_than_the_budget_is_shared_by() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(3);
+        for spec in [
+            SPEC,
+            WindowSpec {
+                out_of_orderness: 0,
+                ..SPEC
+            },
+            WindowSpec {
+                out_of_orderness: 37,
+                ..SPEC
+            },
+        ] {
+            let mut w = PartitionWindows::new(spec, 5, Budget::UNBOUNDED);
+            let mut most = 0;
+            for i in 0..5_000 {
+                // Mostly advancing, out of order by up to twice the out-of-orderness, some
+                // far behind.
+                let t = i * 3
+                    - rng.random_range(0..=2 * spec.out_of_orderness + 1)
+                    - if rng.random_bool(0.05) { 70 } else { 0 };
+                let mut closed = Vec::new();
+                w.record(0, "g", t, i, |c| c.add(Category::Term, "x"), &mut closed);
+                most = most.max(w.panes.len() as i64);
+                assert!(most <= spec.live_panes(), "{spec:?}: {most} panes");
+            }
+            assert!(
+                most >= spec.live_panes() - 1,
+                "{spec:?}: at most {most} panes"
+            );
+        }
     }
 
     #[test]

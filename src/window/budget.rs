@@ -10,7 +10,8 @@ use super::{PartitionWindows, WindowSpec};
 /// How much window state a partition may keep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Budget {
-    /// Bytes of counters per partition (each charged [`super::COUNTER_BYTES`] + its item's length).
+    /// Bytes of counters per partition, each charged [`super::COUNTER_BYTES`] + the length
+    /// of its item.
     pub memory: usize,
     /// Counters per (group, pane, category) at most, whatever the memory.
     pub max_items: usize,

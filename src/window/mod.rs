@@ -21,8 +21,8 @@
 //! most panes a partition can hold at once ([`Budget::pane_bytes`]). When a record brings its
 //! pane over the budget, the pane's largest summaries are cut (a Misra–Gries purge that keeps
 //! per-item errors, see [`Summary`]) until the pane is back under seven eighths of it; the
-//! budget never cuts a summary of `top_k` counters or fewer. A pane's contents depend only on the
-//! records added to it, in offset order: replaying a partition rebuilds them exactly.
+//! budget never cuts a summary of `top_k` counters or fewer. A pane's contents depend only on
+//! the records added to it, in offset order: replaying a partition rebuilds them exactly.
 //!
 //! A window's count of an item is the sum over its panes; [`ClosedWindow::error`] says, per
 //! category, the most a listed count may be below the true one: 0 when no pane of the window

@@ -11,7 +11,7 @@ use trendstream::extract::{
     normalise_into, Category, EntityFinder, ExtractOptions, Extractor, Scratch,
 };
 use trendstream::generate::TrafficGen;
-use trendstream::window::{PartitionWindows, WindowSpec};
+use trendstream::window::{Budget, PartitionWindows, WindowSpec};
 
 const N: usize = 1_000;
 
@@ -103,10 +103,12 @@ fn hot_path(c: &mut Criterion) {
             })
         });
         group.bench_function("window_update", |b| {
-            let max_items = trendstream::config::Config::from_toml("")
-                .expect("the defaults are valid")
-                .window
-                .max_items;
+            let config =
+                trendstream::config::Config::from_toml("").expect("the defaults are valid");
+            let budget = Budget {
+                memory: config.memory_budget_bytes(),
+                max_items: config.window.max_items,
+            };
             let spec = WindowSpec {
                 width: 60_000,
                 slide: 10_000,
@@ -122,7 +124,7 @@ fn hot_path(c: &mut Criterion) {
                 })
                 .collect();
             b.iter(|| {
-                let mut windows = PartitionWindows::new(spec, 20, max_items);
+                let mut windows = PartitionWindows::new(spec, 20, budget);
                 let mut closed = Vec::new();
                 for (i, record) in items.iter().enumerate() {
                     let group = ["r1", "r2", "r3", "r4"][i % 4];

@@ -172,9 +172,11 @@ pub struct WindowConfig {
     /// How far the watermark trails the highest event time.
     #[serde(with = "humantime_serde")]
     pub out_of_orderness: Duration,
-    /// Items counted per (group, pane, category) at most: the bound on window memory. Counts
-    /// are exact below it; beyond, a window's counts may be below the true ones by at most
-    /// 2 × (occurrences in the window) / `max_items`.
+    /// Memory for the counters of the windows of one partition held, like "64MiB": counts are
+    /// exact while they fit. Read with [`Config::memory_budget_bytes`].
+    #[serde(deserialize_with = "size")]
+    pub memory_budget: String,
+    /// Counters per (group, pane, category) at most, whatever the memory budget.
     pub max_items: usize,
 }
 
@@ -515,6 +517,13 @@ impl Config {
                 "must be between 1 and 10000",
             ));
         }
+        if let Err(reason) = parse_size(&self.window.memory_budget) {
+            return Err(invalid(
+                "window.memory_budget",
+                &self.window.memory_budget,
+                reason,
+            ));
+        }
         if self.window.max_items < self.output.top_k {
             return Err(invalid(
                 "window.max_items",
@@ -676,6 +685,11 @@ impl Config {
         self.window.out_of_orderness.as_millis() as i64
     }
 
+    /// `window.memory_budget` in bytes.
+    pub fn memory_budget_bytes(&self) -> usize {
+        parse_size(&self.window.memory_budget).expect("validated when loaded")
+    }
+
     /// The extra stop words from `extract.stop_words_file`.
     pub fn extra_stop_words(&self) -> Result<Vec<String>, ConfigError> {
         let path = &self.extract.stop_words_file;
@@ -721,6 +735,48 @@ fn properties<'de, D: serde::Deserializer<'de>>(
             (k, v)
         })
         .collect())
+}
+
+/// A size in bytes, like "64MiB" or "512 KiB": a whole number and a unit of B, KiB, MiB or
+/// GiB (KB, MB, GB are read as the same binary units), at least 1 KiB.
+fn parse_size(text: &str) -> Result<usize, String> {
+    const HOW: &str = "is not a size like \"64MiB\" (a whole number of B, KiB, MiB or GiB)";
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| HOW.to_owned())?;
+    let unit = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(HOW.to_owned()),
+    };
+    let bytes = number
+        .checked_mul(unit)
+        .and_then(|b| usize::try_from(b).ok())
+        .ok_or_else(|| "is too large".to_owned())?;
+    if bytes < 1 << 10 {
+        return Err("must be at least 1KiB".to_owned());
+    }
+    Ok(bytes)
+}
+
+/// A size written as a string ("64MiB") or a number of bytes (as environment variables give
+/// it), kept as written; [`parse_size`] reads it.
+fn size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Str(String),
+        Int(u64),
+    }
+    Ok(match Size::deserialize(d)? {
+        Size::Str(s) => s,
+        Size::Int(n) => n.to_string(),
+    })
 }
 
 fn show(d: Duration) -> String {
@@ -784,6 +840,36 @@ mod tests {
         assert_eq!(
             err("[window]\nmax_items = 2000000"),
             "window.max_items (2000000) must be at most 1000000"
+        );
+    }
+
+    #[test]
+    fn memory_budget_is_read_in_binary_units() {
+        let budget = |text: &str| {
+            Config::from_toml(&format!("[window]\nmemory_budget = {text}"))
+                .unwrap()
+                .memory_budget_bytes()
+        };
+        assert_eq!(budget("\"64MiB\""), 64 << 20);
+        assert_eq!(budget("\"512 KiB\""), 512 << 10);
+        assert_eq!(budget("\"2GiB\""), 2 << 30);
+        assert_eq!(budget("\"4096B\""), 4096);
+        assert_eq!(budget("65536"), 65536);
+    }
+
+    #[test]
+    fn a_bad_memory_budget_is_named() {
+        assert_eq!(
+            err("[window]\nmemory_budget = \"lots\""),
+            "window.memory_budget (lots) is not a size like \"64MiB\" (a whole number of B, KiB, MiB or GiB)"
+        );
+        assert_eq!(
+            err("[window]\nmemory_budget = \"64 MiBs\""),
+            "window.memory_budget (64 MiBs) is not a size like \"64MiB\" (a whole number of B, KiB, MiB or GiB)"
+        );
+        assert_eq!(
+            err("[window]\nmemory_budget = \"100B\""),
+            "window.memory_budget (100B) must be at least 1KiB"
         );
     }
 

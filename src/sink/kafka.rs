@@ -102,11 +102,25 @@ pub struct WindowRecord<'a> {
     pub urls: &'a [(String, u64)],
     pub emails: &'a [(String, u64)],
     pub keywords: &'a [(String, u64)],
+    /// Per list, the most a listed count may be below the true one: 0 when exact.
+    pub errors: ListErrors,
+}
+
+/// Per list of a [`WindowRecord`], the most a listed count may be below the true one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ListErrors {
+    pub top_terms: u64,
+    pub hashtags: u64,
+    pub mentions: u64,
+    pub urls: u64,
+    pub emails: u64,
+    pub keywords: u64,
 }
 
 impl<'a> WindowRecord<'a> {
     pub fn new(stream: &'a str, w: &'a ClosedWindow) -> Self {
         let list = |c: Category| w.top[c.index()].as_slice();
+        let error = |c: Category| w.error[c.index()];
         WindowRecord {
             stream,
             group: &w.group,
@@ -119,6 +133,14 @@ impl<'a> WindowRecord<'a> {
             urls: list(Category::Url),
             emails: list(Category::Email),
             keywords: list(Category::Keyword),
+            errors: ListErrors {
+                top_terms: error(Category::Term),
+                hashtags: error(Category::Hashtag),
+                mentions: error(Category::Mention),
+                urls: error(Category::Url),
+                emails: error(Category::Email),
+                keywords: error(Category::Keyword),
+            },
         }
     }
 

@@ -13,11 +13,22 @@
 //! windows of its that are open, and is dropped when all of them have closed. A pane is freed
 //! when the last window that holds it closes; a group is freed with its last pane.
 //!
-//! Each pane keeps, per category, a [`Summary`] of at most `max_items` counters, so memory is
-//! bounded whatever the number of distinct items. With fewer distinct items the counts are
-//! exact; beyond, a window's counts may be below the true ones by at most the sum of its panes'
-//! errors, [`ClosedWindow::error`] ≤ 2 × (occurrences in the window) / `max_items`.
+//! # Bounded memory
+//!
+//! Each (group, pane) keeps, per category, a [`Summary`]: one counter per distinct item, so
+//! the counts are exact. What the counters take is charged to their pane (the pane of all the
+//! partition's groups), against a *pane budget*: the partition's memory budget shared by the
+//! most panes a partition can hold at once ([`Budget::pane_bytes`]). When a record brings its
+//! pane over the budget, the pane's largest summaries are cut (a Misra–Gries purge that keeps
+//! per-item errors, see [`Summary`]) until the pane is back under seven eighths of it; the
+//! budget never cuts a summary of `top_k` counters or fewer. A pane's contents depend only on
+//! the records added to it, in offset order: replaying a partition rebuilds them exactly.
+//!
+//! A window's count of an item is the sum over its panes; [`ClosedWindow::error`] says, per
+//! category, the most a listed count may be below the true one: 0 when no pane of the window
+//! was cut (or the listed items were held from the start of every pane that was).
 
+mod budget;
 mod summary;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -25,7 +36,8 @@ use std::sync::Arc;
 
 use crate::extract::Category;
 
-pub use summary::Summary;
+pub use budget::Budget;
+pub use summary::{Summary, COUNTER_BYTES};
 
 /// The maps of this module hash with [`summary::RandomState`]: keys are attacker-controlled.
 type Map<K, V> = HashMap<K, V, summary::RandomState>;
@@ -45,6 +57,12 @@ pub struct WindowSpec {
 }
 
 impl WindowSpec {
+    /// The most panes a partition holds at once: those of the open windows (`width / slide`)
+    /// and those the out-of-orderness keeps ahead of them, plus one.
+    pub fn live_panes(&self) -> i64 {
+        self.width / self.slide + (self.out_of_orderness + self.slide - 1) / self.slide + 1
+    }
+
     fn pane_start(&self, event_time: i64) -> i64 {
         event_time.div_euclid(self.slide) * self.slide
     }
@@ -55,7 +73,7 @@ impl WindowSpec {
     }
 }
 
-/// Counts of one pane.
+/// Counts of one (group, pane).
 #[derive(Debug, Clone)]
 pub struct Counts {
     /// Messages in the pane.
@@ -77,7 +95,16 @@ impl Counts {
     pub fn add(&mut self, category: Category, item: &str) {
         self.items[category.index()].add(item);
     }
+
+    /// What the counters take, as charged against the budget.
+    pub fn bytes(&self) -> usize {
+        self.items.iter().map(Summary::bytes).sum()
+    }
 }
+
+/// The counts of a group's panes, by pane start. Boxed: a node of a `BTreeMap` has room for
+/// eleven values, and most groups hold data in one or two panes.
+type Panes = BTreeMap<i64, Box<Counts>>;
 
 /// How a record was placed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,9 +127,8 @@ pub struct ClosedWindow {
     pub messages: u64,
     /// Top-K `(item, count)` per [`Category`], by count descending then item ascending.
     pub top: [Vec<(String, u64)>; 6],
-    /// Per [`Category`], the most a listed count may be below the true one, and the most an
-    /// item left out may have occurred more often than the last one listed: 0 when the counts
-    /// are exact, always at most 2 × (occurrences of the category in the window) / `max_items`.
+    /// Per [`Category`], the most a listed count may be below the true one (counts are never
+    /// above it): 0 when they are exact.
     pub error: [u64; 6],
 }
 
@@ -111,23 +137,30 @@ pub struct ClosedWindow {
 pub struct PartitionWindows {
     spec: WindowSpec,
     top_k: usize,
-    /// Counters per (group, pane, category) at most.
-    max_items: usize,
+    budget: Budget,
+    /// What the counters of each pane may take.
+    pane_bytes: usize,
     /// Highest event time seen.
     max_event_time: Option<i64>,
     /// Every window ending at or before this has closed.
     closed_end: Option<i64>,
     /// Open panes of each group, by stream, then group key, then pane start.
-    groups: Vec<Map<Arc<str>, BTreeMap<i64, Counts>>>,
+    groups: Vec<Map<Arc<str>, Panes>>,
     /// The groups holding data in each pane, by pane start.
     panes: BTreeMap<i64, Pane>,
 }
 
-/// Which groups hold data in a pane, and the first offset that put data there.
+/// Which groups hold data in a pane, the first offset that put data there, and what the
+/// pane's counters take.
 #[derive(Debug, Default)]
 struct Pane {
     groups: BTreeSet<GroupKey>,
     first_offset: Option<i64>,
+    /// Bytes charged for the counters of every group in the pane.
+    bytes: usize,
+    /// Bytes above which the pane is cut next: the pane budget, or more when the last cuts
+    /// could not get under it (every summary left at `top_k` counters or fewer).
+    cut_above: usize,
 }
 
 /// What must be kept to rebuild a partition's windows by replaying its records: the watermark
@@ -139,18 +172,19 @@ pub struct WatermarkState {
 }
 
 impl PartitionWindows {
-    pub fn new(spec: WindowSpec, top_k: usize, max_items: usize) -> Self {
-        Self::resume(spec, top_k, max_items, WatermarkState::default())
+    pub fn new(spec: WindowSpec, top_k: usize, budget: Budget) -> Self {
+        Self::resume(spec, top_k, budget, WatermarkState::default())
     }
 
     /// Windows that continue from a saved watermark state: replaying the partition's records
     /// from the saved [`resume_offset`](Self::resume_offset) rebuilds exactly the windows that
     /// were open, and closes nothing twice.
-    pub fn resume(spec: WindowSpec, top_k: usize, max_items: usize, state: WatermarkState) -> Self {
+    pub fn resume(spec: WindowSpec, top_k: usize, budget: Budget, state: WatermarkState) -> Self {
         PartitionWindows {
             spec,
             top_k,
-            max_items,
+            budget,
+            pane_bytes: budget.pane_bytes(&spec),
             max_event_time: state.max_event_time,
             closed_end: state.closed_end,
             groups: Vec::new(),
@@ -174,6 +208,16 @@ impl PartitionWindows {
     /// offset that put data in a pane still held (`None` when nothing is held).
     pub fn resume_offset(&self) -> Option<i64> {
         self.panes.values().filter_map(|p| p.first_offset).min()
+    }
+
+    /// Bytes charged for the counters held, over all panes.
+    pub fn bytes(&self) -> usize {
+        self.panes.values().map(|p| p.bytes).sum()
+    }
+
+    /// Bytes charged for the counters of the fullest pane held.
+    pub fn fullest_pane_bytes(&self) -> usize {
+        self.panes.values().map(|p| p.bytes).max().unwrap_or(0)
     }
 
     /// Number of groups with open panes.
@@ -202,7 +246,10 @@ impl PartitionWindows {
         if placement != Placement::Dropped {
             let counts = self.pane_counts(stream, group, pane, offset);
             counts.messages += 1;
+            let before = counts.bytes();
             count(counts);
+            let after = counts.bytes();
+            self.charge(pane, before, after);
         }
         if self.max_event_time.is_none_or(|m| event_time > m) {
             self.max_event_time = Some(event_time);
@@ -227,15 +274,19 @@ impl PartitionWindows {
             Some((key, _)) => key.clone(),
             None => Arc::from(group),
         };
-        let index = self.panes.entry(pane).or_default();
+        let pane_bytes = self.pane_bytes;
+        let index = self.panes.entry(pane).or_insert_with(|| Pane {
+            cut_above: pane_bytes,
+            ..Pane::default()
+        });
         index.groups.insert((stream, key.clone()));
         index.first_offset = Some(index.first_offset.map_or(offset, |o| o.min(offset)));
-        let max_items = self.max_items;
+        let max_items = self.budget.max_items;
         groups
             .entry(key)
             .or_default()
             .entry(pane)
-            .or_insert_with(|| Counts::new(max_items))
+            .or_insert_with(|| Box::new(Counts::new(max_items)))
     }
 
     /// Closes every window that ends at or before the watermark and holds data.
@@ -296,25 +347,46 @@ impl PartitionWindows {
 
     fn merge(&self, key: &GroupKey, start: i64, end: i64) -> ClosedWindow {
         let panes = &self.groups[usize::from(key.0)][&key.1];
-        let mut messages = 0;
-        let mut sums: [Map<&str, u64>; 6] = Default::default();
+        let panes = || panes.range(start..end).map(|(_, counts)| counts);
+        let mut top: [Vec<(String, u64)>; 6] = Default::default();
         let mut error = [0; 6];
-        for (_, counts) in panes.range(start..end) {
-            messages += counts.messages;
-            for ((sum, error), summary) in sums.iter_mut().zip(&mut error).zip(&counts.items) {
-                *error += u64::from(summary.error());
-                for (item, n) in summary.iter() {
+        for (category, (top, error)) in top.iter_mut().zip(&mut error).enumerate() {
+            let summaries = || panes().map(|counts| &counts.items[category]);
+            let mut sum: Map<&str, u64> = Map::default();
+            // An item's error is the sum, over the window's panes, of its own error where it
+            // is held and of the pane's cut where it is not: the total cut less what its
+            // counters make up for (`cut − since` each).
+            let cut: u64 = summaries().map(|s| u64::from(s.error())).sum();
+            if cut == 0 {
+                for summary in summaries() {
+                    for (item, n, _) in summary.iter() {
+                        *sum.entry(item).or_default() += u64::from(n);
+                    }
+                }
+                *top = top_k(sum, self.top_k);
+                continue;
+            }
+            let mut made_up: Map<&str, u64> = Map::default();
+            for summary in summaries() {
+                for (item, n, since) in summary.iter() {
                     *sum.entry(item).or_default() += u64::from(n);
+                    *made_up.entry(item).or_default() += u64::from(summary.error() - since);
                 }
             }
+            *top = top_k(sum, self.top_k);
+            *error = top
+                .iter()
+                .map(|(item, _)| cut - made_up.get(item.as_str()).copied().unwrap_or(0))
+                .max()
+                .unwrap_or(0);
         }
         ClosedWindow {
             stream: key.0,
             group: key.1.clone(),
             window_start: start,
             window_end: end,
-            messages,
-            top: sums.map(|sum| top_k(sum, self.top_k)),
+            messages: panes().map(|counts| counts.messages).sum(),
+            top,
             error,
         }
     }
@@ -336,13 +408,13 @@ pub fn top_k<S>(counts: HashMap<&str, u64, S>, k: usize) -> Vec<(String, u64)> {
 mod tests {
     use super::*;
 
-    const SPEC: WindowSpec = WindowSpec {
+    pub(super) const SPEC: WindowSpec = WindowSpec {
         width: 60,
         slide: 10,
         out_of_orderness: 5,
     };
 
-    fn feed(
+    pub(super) fn feed(
         w: &mut PartitionWindows,
         group: &str,
         t: i64,
@@ -376,7 +448,7 @@ mod tests {
 
     #[test]
     fn window_closes_when_watermark_reaches_its_end() {
-        let mut w = PartitionWindows::new(SPEC, 10, 1000);
+        let mut w = PartitionWindows::new(SPEC, 10, Budget::UNBOUNDED);
         assert!(feed(&mut w, "a", 3, &["x"]).1.is_empty());
         // Watermark 9: the window [-50, 10) is still open.
         assert!(feed(&mut w, "a", 14, &["x"]).1.is_empty());
@@ -388,7 +460,7 @@ mod tests {
 
     #[test]
     fn a_record_counts_in_every_window_that_holds_it() {
-        let mut w = PartitionWindows::new(SPEC, 10, 1000);
+        let mut w = PartitionWindows::new(SPEC, 10, Budget::UNBOUNDED);
         feed(&mut w, "a", 25, &["x"]);
         let (_, closed) = feed(&mut w, "a", 1_000, &[]);
         let ends: Vec<i64> = closed
@@ -403,7 +475,7 @@ mod tests {
 
     #[test]
     fn late_records_count_only_in_open_windows() {
-        let mut w = PartitionWindows::new(SPEC, 10, 1000);
+        let mut w = PartitionWindows::new(SPEC, 10, Budget::UNBOUNDED);
         feed(&mut w, "a", 100, &[]);
         // Watermark 95: windows ending at or before 90 are closed.
         assert_eq!(feed(&mut w, "a", 85, &["late"]).0, Placement::PartlyLate);
@@ -423,7 +495,7 @@ mod tests {
 
     #[test]
     fn groups_are_separate_and_closed_in_key_order() {
-        let mut w = PartitionWindows::new(SPEC, 10, 1000);
+        let mut w = PartitionWindows::new(SPEC, 10, Budget::UNBOUNDED);
         feed(&mut w, "b", 1, &["x"]);
         feed(&mut w, "a", 2, &["x"]);
         let (_, closed) = feed(&mut w, "c", 15, &[]);
@@ -444,6 +516,13 @@ mod tests {
                 ("b".to_owned(), 2)
             ]
         );
+    }
+
+    fn capped(max_items: usize) -> Budget {
+        Budget {
+            max_items,
+            ..Budget::UNBOUNDED
+        }
     }
 
     /// Every window closed by feeding `records` (time, words) to group "g", then a far record.
@@ -467,15 +546,15 @@ mod tests {
                 (i64::from(i) / 2, vec![word; (i % 3 + 1) as usize])
             })
             .collect();
-        let capped = run(PartitionWindows::new(SPEC, 20, 3), &records);
-        let uncapped = run(PartitionWindows::new(SPEC, 20, 1000), &records);
+        let capped = run(PartitionWindows::new(SPEC, 20, capped(3)), &records);
+        let uncapped = run(PartitionWindows::new(SPEC, 20, Budget::UNBOUNDED), &records);
         assert_eq!(capped, uncapped);
         assert!(capped.iter().any(|c| c.top[0].len() == 18));
         assert!(capped.iter().all(|c| c.error == [0; 6]));
     }
 
     #[test]
-    fn a_window_over_the_cap_keeps_its_heavy_hitter_within_the_error() {
+    fn a_window_over_the_cap_keeps_its_heavy_hitter_exact_and_states_the_error() {
         // One pane: a heavy item every fourth record, the rest all different.
         let records: Vec<(i64, Vec<String>)> = (0..2_000)
             .map(|i| {
@@ -487,13 +566,12 @@ mod tests {
                 (1, vec![word])
             })
             .collect();
-        let closed = run(PartitionWindows::new(SPEC, 5, 50), &records);
+        let closed = run(PartitionWindows::new(SPEC, 5, capped(50)), &records);
         let window = &closed[0];
         let error = window.error[0];
         assert!(error > 0 && error <= 2 * 2_000 / 50, "error {error}");
-        let (first, estimate) = &window.top[0][0];
-        assert_eq!(first, "hot");
-        assert!(*estimate <= 500 && 500 - estimate <= error, "{estimate}");
+        // Held from the start, the heavy hitter keeps its exact count.
+        assert_eq!(window.top[0][0], ("hot".to_owned(), 500));
         // The six windows that hold the pane agree.
         assert_eq!(closed.len(), 6);
         assert!(closed
@@ -513,7 +591,7 @@ mod tests {
             (70, "y"),
             (64, "x"),
         ];
-        let mut w = PartitionWindows::new(SPEC, 10, 1000);
+        let mut w = PartitionWindows::new(SPEC, 10, Budget::UNBOUNDED);
         let mut all = Vec::new();
         for (t, word) in records {
             all.extend(feed(&mut w, "g", t, &[word]).1);

@@ -1,22 +1,29 @@
-//! Summary: the frequent items of one (group, pane, category) in bounded memory — a
-//! Misra–Gries summary with a batched purge. Pure: no I/O.
+//! Summary: the counts of one (group, pane, category) — exact until it is *cut*, then a
+//! Misra–Gries summary that keeps, per item, how far its count may be from the true one.
+//! Pure: no I/O.
 //!
-//! A summary holds at most `capacity` counters. An item already held is counted exactly; a new
-//! item arriving at a full summary first triggers a *purge*: the median count m of the
-//! counters is subtracted from every counter, the counters that reach zero are removed, and m
-//! is added to [`Summary::error`]. Then:
+//! Every item added is held in a counter of its own: while nothing is cut, the counts are
+//! exact. A *cut* (asked for by the pane's memory budget, see the module above, or by the
+//! `window.max_items` cap) is a Misra–Gries purge: with `cut` the total taken so far, each
+//! counter's Misra–Gries count is `count + since − cut`; the median m of those is added to
+//! `cut`, and the counters whose Misra–Gries count falls to zero — at least half of them — are
+//! dropped. Unlike a plain Misra–Gries summary, the counters kept are not lowered: each keeps
+//! `count`, the exact number of occurrences since it was created, and `since`, the value of
+//! `cut` at its creation. Then:
 //!
-//! - an estimate is never above its item's true count, and at most `error` below it (an item
-//!   not held occurred at most `error` times);
-//! - `error` ≤ 2n / capacity, n being the occurrences added: a purge takes m from at least
-//!   half of the counters, so it removes at least m · capacity / 2 occurrences;
-//! - a purge removes at least half of the counters, so its O(capacity) work is paid for by the
-//!   capacity / 2 new items it makes room for: O(1) per occurrence, amortised;
-//! - the contents depend only on the sequence of additions, never on the hasher's seed or on
-//!   the map's iteration order (the median of a multiset of counts is one number), so replaying
-//!   the same records after a crash rebuilds the same summary.
-//!
-//! With fewer than `capacity` distinct items nothing is ever purged: the counts are exact.
+//! - `count` is never above the item's true count, and at most `since` below it: an item not
+//!   held had occurred at most `cut` times (the Misra–Gries bound), so a counter created when
+//!   the cut was `since` missed at most `since` occurrences. Items held from before the first
+//!   cut have `since` = 0: their counts stay exact, whatever is cut later;
+//! - an item not held occurred at most [`Summary::error`] = `cut` times;
+//! - `cut` ≤ 2n / s, n being the occurrences added and s the fewest counters the summary held
+//!   when it was cut: a cut at median m takes m from at least half of the s Misra–Gries
+//!   counts, whose sum never exceeds n;
+//! - a cut drops at least half of the counters, so its O(s) work is paid for by the s / 2
+//!   items added since the summary last had s counters;
+//! - the contents depend only on the sequence of additions and cuts, never on the hasher's
+//!   seed or on the map's iteration order (the median of a multiset of counts is one number),
+//!   so replaying the same records after a crash rebuilds the same summary.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -26,12 +33,34 @@ use std::hash::BuildHasher;
 /// text as they could for an unseeded hash.
 pub type RandomState = foldhash::fast::RandomState;
 
-/// Counts of the frequent items of one (group, pane, category).
+/// What a counter is charged against the memory budget, besides its item's length in bytes:
+/// a slot of the map is 24 bytes (the boxed item, `count`, `since`) and a control byte, and
+/// the map holds at most 7 counters per 8 slots, at least 7 per 16 just after it grew, so at
+/// most 25 × 16 / 7 < 58 bytes a counter; the item's own allocation is its length rounded up
+/// to the allocator's 8-byte size class. 64 + length is an upper bound of both together.
+pub const COUNTER_BYTES: usize = 64;
+
+/// One item's counter.
+#[derive(Debug, Clone, Copy)]
+struct Counter {
+    /// Occurrences since the counter was created: exact.
+    count: u32,
+    /// The summary's `cut` when the counter was created: the most occurrences it missed.
+    since: u32,
+}
+
+/// Counts of the items of one (group, pane, category).
 #[derive(Debug, Clone)]
 pub struct Summary<S = RandomState> {
-    counts: HashMap<Box<str>, u32, S>,
-    capacity: usize,
-    error: u32,
+    counters: HashMap<Box<str>, Counter, S>,
+    /// Counters held at most: a new item arriving at a summary this full cuts it first. (A
+    /// `u32` keeps the summary as small as before it counted bytes: one of six per group and
+    /// pane.)
+    capacity: u32,
+    /// Total taken by the cuts: 0 while the counts are exact.
+    cut: u32,
+    /// What the counters held are charged against the memory budget.
+    bytes: usize,
 }
 
 impl Summary {
@@ -41,62 +70,102 @@ impl Summary {
     }
 }
 
+/// The charge of an item's counter.
+fn charge(item: &str) -> usize {
+    COUNTER_BYTES + item.len()
+}
+
 impl<S: BuildHasher> Summary<S> {
     pub fn with_hasher(capacity: usize, hasher: S) -> Self {
         Summary {
-            counts: HashMap::with_hasher(hasher),
-            capacity: capacity.max(1),
-            error: 0,
+            counters: HashMap::with_hasher(hasher),
+            capacity: u32::try_from(capacity).unwrap_or(u32::MAX).max(1),
+            cut: 0,
+            bytes: 0,
         }
     }
 
     /// Counts one occurrence of `item`.
     pub fn add(&mut self, item: &str) {
-        if let Some(n) = self.counts.get_mut(item) {
-            *n += 1;
+        if let Some(c) = self.counters.get_mut(item) {
+            c.count += 1;
             return;
         }
-        if self.counts.len() >= self.capacity {
-            self.purge();
+        if self.counters.len() >= self.capacity as usize {
+            self.cut();
         }
-        self.counts.insert(item.into(), 1);
+        self.counters.insert(
+            item.into(),
+            Counter {
+                count: 1,
+                since: self.cut,
+            },
+        );
+        self.bytes += charge(item);
     }
 
-    /// Subtracts the median count from every counter and drops those that reach zero: at
-    /// least half of them.
-    fn purge(&mut self) {
-        let mut counts: Vec<u32> = self.counts.values().copied().collect();
+    /// Takes the median Misra–Gries count and drops the counters it brings to zero: at least
+    /// half of them. Returns the bytes freed.
+    pub fn cut(&mut self) -> usize {
+        if self.counters.is_empty() {
+            return 0;
+        }
+        // Misra–Gries counts: `count + since − cut`, at least 1 for every counter held.
+        let mut counts: Vec<u32> = self
+            .counters
+            .values()
+            .map(|c| c.count + c.since - self.cut)
+            .collect();
         let middle = counts.len() / 2;
         let median = *counts.select_nth_unstable(middle).1;
-        self.counts.retain(|_, n| {
-            *n = n.saturating_sub(median);
-            *n > 0
+        let cut = self.cut + median;
+        let mut freed = 0;
+        self.counters.retain(|item, c| {
+            let keep = c.count + c.since > cut;
+            if !keep {
+                freed += charge(item);
+            }
+            keep
         });
-        self.error += median;
+        self.cut = cut;
+        self.bytes -= freed;
+        freed
     }
 
-    /// The most an estimate may be below its item's true count: 0 while the counts are exact.
+    /// The most a count may be below its item's true count, and the most an item not held
+    /// may have occurred: 0 while the counts are exact.
     pub fn error(&self) -> u32 {
-        self.error
+        self.cut
     }
 
-    /// Counters held, at most the capacity.
+    /// Counters held.
     pub fn len(&self) -> usize {
-        self.counts.len()
+        self.counters.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.counts.is_empty()
+        self.counters.is_empty()
     }
 
-    /// The estimated count of `item`: 0 when it is not held.
-    pub fn estimate(&self, item: &str) -> u32 {
-        self.counts.get(item).copied().unwrap_or(0)
+    /// What the counters held are charged against the memory budget.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
-    /// The items held with their estimated counts, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, u32)> + '_ {
-        self.counts.iter().map(|(item, &n)| (&**item, n))
+    /// The count of `item` and the most it may be below the true one: `(0, error)` when the
+    /// item is not held.
+    pub fn estimate(&self, item: &str) -> (u32, u32) {
+        self.counters
+            .get(item)
+            .map_or((0, self.cut), |c| (c.count, c.since))
+    }
+
+    /// The items held with their counts and the most each may be below the true one, in no
+    /// particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, u32, u32)> + '_ {
+        self.counters
+            .iter()
+            .map(|(item, c)| (&**item, c.count, c.since))
     }
 }
 
@@ -133,8 +202,11 @@ mod tests {
         counts
     }
 
-    fn sorted<S: BuildHasher>(summary: &Summary<S>) -> Vec<(String, u32)> {
-        let mut all: Vec<(String, u32)> = summary.iter().map(|(i, n)| (i.to_owned(), n)).collect();
+    fn sorted<S: BuildHasher>(summary: &Summary<S>) -> Vec<(String, u32, u32)> {
+        let mut all: Vec<_> = summary
+            .iter()
+            .map(|(i, n, e)| (i.to_owned(), n, e))
+            .collect();
         all.sort();
         all
     }
@@ -154,23 +226,39 @@ mod tests {
     }
 
     #[test]
-    fn counts_are_exact_with_fewer_distinct_items_than_its_capacity() {
-        let items = zipf_stream(2, 10_000, 99);
-        let mut summary = Summary::new(100);
+    fn counts_are_exact_until_it_is_cut() {
+        let items = zipf_stream(2, 10_000, 5_000);
+        let mut summary = Summary::new(usize::MAX);
         items.iter().for_each(|i| summary.add(i));
         let want = exact(&items);
         assert_eq!(summary.error(), 0);
         assert_eq!(summary.len(), want.len());
-        for (item, n) in summary.iter() {
-            assert_eq!(n, want[item], "{item}");
+        for (item, n, error) in summary.iter() {
+            assert_eq!((n, error), (want[item], 0), "{item}");
         }
+        let charged: usize = want.keys().map(|i| COUNTER_BYTES + i.len()).sum();
+        assert_eq!(summary.bytes(), charged);
     }
 
     #[test]
-    fn a_heavy_hitter_in_a_long_tail_is_kept_within_the_error_bound() {
+    fn a_cut_drops_at_least_half_and_frees_what_it_charged() {
+        let mut summary = Summary::new(usize::MAX);
+        zipf_stream(5, 5_000, 2_000)
+            .iter()
+            .for_each(|i| summary.add(i));
+        let (len, bytes) = (summary.len(), summary.bytes());
+        let freed = summary.cut();
+        assert!(summary.len() <= len / 2 + 1, "{} of {len}", summary.len());
+        assert_eq!(summary.bytes(), bytes - freed);
+        let charged: usize = summary.iter().map(|(i, ..)| COUNTER_BYTES + i.len()).sum();
+        assert_eq!(summary.bytes(), charged);
+    }
+
+    #[test]
+    fn over_capacity_each_count_is_within_its_own_error_and_the_first_items_stay_exact() {
         let capacity = 50;
         let mut items = zipf_stream(3, 50_000, 100_000);
-        // One item in every twenty: far more frequent than anything in the tail.
+        // The first item and one in every twenty: far more frequent than anything in the tail.
         for i in (0..items.len()).step_by(20) {
             items[i] = "hot".to_owned();
         }
@@ -183,12 +271,14 @@ mod tests {
             error as usize <= 2 * items.len() / capacity,
             "error {error} above 2n/C"
         );
-        assert!(summary.estimate("hot") > 0, "the heavy hitter is held");
+        // Held from the start, never cut: exact.
+        assert_eq!(summary.estimate("hot"), (want["hot"], 0));
         for (item, &n) in &want {
-            let estimate = summary.estimate(item);
+            let (estimate, own) = summary.estimate(item);
+            assert!(own <= error);
             assert!(
-                estimate <= n && n - estimate <= error,
-                "{item}: estimate {estimate}, true {n}, error {error}"
+                estimate <= n && n - estimate <= own,
+                "{item}: estimate {estimate}, true {n}, error {own}"
             );
         }
     }
@@ -220,7 +310,7 @@ mod tests {
             c.add(item);
         }
         // The maps really are laid out differently...
-        let order = |s: &Summary<Seeded>| s.iter().map(|(i, _)| i.to_owned()).collect::<Vec<_>>();
+        let order = |s: &Summary<Seeded>| s.iter().map(|(i, ..)| i.to_owned()).collect::<Vec<_>>();
         assert_ne!(order(&a), order(&b));
         // ...and hold the same counts.
         assert!(a.error() > 0, "the stream overflows the summaries");

@@ -24,12 +24,18 @@ fn values(messages: &[rdkafka::message::OwnedMessage]) -> Vec<Value> {
         .collect()
 }
 
+/// The errors of a window record whose counts are all exact.
+fn exact() -> Value {
+    json!({"top_terms": 0, "hashtags": 0, "mentions": 0, "urls": 0, "emails": 0, "keywords": 0})
+}
+
 fn window(group: &str, start: i64, messages: u64, terms: Value, extra: Value) -> Value {
     let mut w = json!({
         "stream": "danmu", "group": group,
         "window_start": T + start, "window_end": T + start + 20_000,
         "messages": messages, "top_terms": terms,
         "hashtags": [], "mentions": [], "urls": [], "emails": [], "keywords": [],
+        "errors": exact(),
     });
     for (k, v) in extra.as_object().expect("object") {
         w[k] = v.clone();
@@ -283,7 +289,7 @@ async fn posts_group_by_source_and_danmu_over_partitions_with_numeric_rooms() {
         let mut w = json!({
             "stream": stream, "group": group, "window_start": T, "window_end": T + 10_000,
             "messages": messages, "top_terms": terms, "hashtags": empty, "mentions": empty,
-            "urls": empty, "emails": empty, "keywords": empty,
+            "urls": empty, "emails": empty, "keywords": empty, "errors": exact(),
         });
         for (k, v) in more.as_object().unwrap() {
             w[k] = v.clone();

@@ -877,16 +877,39 @@ mod tests {
         closed
     }
 
+    /// Busy sources' posts, windowed under a configuration and counted naively.
+    struct BusySources {
+        log: Vec<(i64, String)>,
+        extractor: Arc<Extractor>,
+        naive: Naive,
+        closed: Vec<ClosedWindow>,
+    }
+
+    fn busy_sources(config: &Config) -> BusySources {
+        let extractor = Arc::new(Extractor::new(&ExtractOptions::default()));
+        let log = posts_log(12_000, 2);
+        let naive = naive_windows(&log, (config.width_ms(), config.slide_ms()), &extractor);
+        let closed = window_posts(config, &extractor, &log);
+        assert_eq!(closed.len(), naive.len());
+        BusySources {
+            log,
+            extractor,
+            naive,
+            closed,
+        }
+    }
+
     #[test]
     fn a_busy_source_window_is_exact_under_the_default_settings() {
         let config = Config::from_toml("").unwrap();
-        let extractor = Arc::new(Extractor::new(&ExtractOptions::default()));
         // 5,000 posts a pane (one slide, 10 s), 2,500 of them from weibo.
-        let log = posts_log(12_000, 2);
-        let (width, slide) = (config.width_ms(), config.slide_ms());
-        let naive = naive_windows(&log, (width, slide), &extractor);
-        let closed = window_posts(&config, &extractor, &log);
-        assert_eq!(closed.len(), naive.len());
+        let BusySources {
+            log,
+            extractor,
+            naive,
+            closed,
+        } = busy_sources(&config);
+        let slide = config.slide_ms();
         let busiest = |windows: &Naive| {
             windows
                 .iter()
@@ -922,12 +945,7 @@ mod tests {
     fn over_the_budget_every_listed_count_is_within_its_stated_error() {
         // 64 KiB a pane, about 900 counters for all sources.
         let config = Config::from_toml("[window]\nmemory_budget = \"512KiB\"").unwrap();
-        let extractor = Arc::new(Extractor::new(&ExtractOptions::default()));
-        let log = posts_log(12_000, 2);
-        let (width, slide) = (config.width_ms(), config.slide_ms());
-        let naive = naive_windows(&log, (width, slide), &extractor);
-        let closed = window_posts(&config, &extractor, &log);
-        assert_eq!(closed.len(), naive.len());
+        let BusySources { naive, closed, .. } = busy_sources(&config);
         let mut cut = 0;
         for w in &closed {
             let (messages, counts) = &naive[&(w.group.to_string(), w.window_start)];

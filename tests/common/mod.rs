@@ -327,6 +327,31 @@ pub async fn read_topic(
     .expect("reader task")
 }
 
+/// What a run of `config` wrote: `windows` window records at least, then `dead` dead letters
+/// at least, each read until no more follow for a moment.
+pub async fn outputs(
+    config: &Config,
+    windows: usize,
+    dead: usize,
+) -> (Vec<OwnedMessage>, Vec<OwnedMessage>) {
+    let brokers = &config.kafka.brokers;
+    let out = read_topic(
+        brokers,
+        &config.kafka.output_topic,
+        windows,
+        Duration::from_millis(500),
+    )
+    .await;
+    let dead = read_topic(
+        brokers,
+        &config.kafka.dead_letter_topic,
+        dead,
+        Duration::from_millis(200),
+    )
+    .await;
+    (out, dead)
+}
+
 /// The group's committed offset of each partition of `topic` (`None` when nothing committed).
 pub async fn committed(
     brokers: &str,

@@ -209,20 +209,7 @@ async fn a_far_future_record_is_dead_lettered_and_changes_nothing_after_it() {
     produce(&p, &topic, 0, "r1", &danmu("r1", T + 30_000, "收尾"), &[]).await;
 
     let running = start(config.clone());
-    let out = read_topic(
-        &brokers,
-        &config.kafka.output_topic,
-        2,
-        Duration::from_millis(500),
-    )
-    .await;
-    let dead = read_topic(
-        &brokers,
-        &config.kafka.dead_letter_topic,
-        1,
-        Duration::from_millis(200),
-    )
-    .await;
+    let (out, dead) = outputs(&config, 2, 1).await;
     running.stop().await.expect("stops cleanly");
 
     // The windows are those of the stream without the far-future record: nothing was closed
@@ -292,20 +279,7 @@ async fn records_the_broker_refuses_for_good_are_skipped_counted_and_the_stream_
         committed(&brokers, &group, &topic, 1).await == vec![Some(4)]
     })
     .await;
-    let out = read_topic(
-        &brokers,
-        &config.kafka.output_topic,
-        1,
-        Duration::from_millis(500),
-    )
-    .await;
-    let dead = read_topic(
-        &brokers,
-        &config.kafka.dead_letter_topic,
-        1,
-        Duration::from_millis(200),
-    )
-    .await;
+    let (out, dead) = outputs(&config, 1, 1).await;
     eventually("the skipped record counted", || async {
         http_get(&http, "/metrics")
             .await

@@ -105,10 +105,7 @@ fn hot_path(c: &mut Criterion) {
         group.bench_function("window_update", |b| {
             let config =
                 trendstream::config::Config::from_toml("").expect("the defaults are valid");
-            let budget = Budget {
-                memory: config.memory_budget_bytes(),
-                max_items: config.window.max_items,
-            };
+            let budget = Budget::of(&config);
             let spec = WindowSpec {
                 width: 60_000,
                 slide: 10_000,

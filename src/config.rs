@@ -178,6 +178,8 @@ pub struct WindowConfig {
     pub memory_budget: String,
     /// Counters per (group, pane, category) at most, whatever the memory budget.
     pub max_items: usize,
+    /// Groups with data in one pane of a partition at most; records of more are dead-lettered.
+    pub max_groups: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -523,6 +525,9 @@ impl Config {
                 &self.window.memory_budget,
                 reason,
             ));
+        }
+        if self.window.max_groups == 0 {
+            return Err(invalid("window.max_groups", 0, "must be at least 1"));
         }
         if self.window.max_items < self.output.top_k {
             return Err(invalid(

@@ -57,6 +57,9 @@ pub enum DecodeError {
         ahead_ms: i64,
         max_ahead_ms: i64,
     },
+    /// Not a decoding error: the record's pane holds too many groups (see the window module).
+    #[error("its pane holds window.max_groups ({max_groups}) other groups already")]
+    TooManyGroups { max_groups: usize },
 }
 
 impl DecodeError {
@@ -73,6 +76,7 @@ impl DecodeError {
             DecodeError::NoTimestamp => "no_timestamp",
             DecodeError::TimestampOutOfRange(_) => "timestamp_out_of_range",
             DecodeError::TimestampAhead { .. } => "timestamp_ahead",
+            DecodeError::TooManyGroups { .. } => "too_many_groups",
         }
     }
 }

@@ -276,6 +276,13 @@ impl Records<'_, '_> {
                 Placement::OnTime => {}
                 Placement::PartlyLate => out.counts.late_partly += 1,
                 Placement::Dropped => out.counts.late_dropped += 1,
+                Placement::Overflow { max_groups } => {
+                    if !replay {
+                        out.counts.dead_letters += 1;
+                        out.dead
+                            .push((index, DecodeError::TooManyGroups { max_groups }));
+                    }
+                }
             }
         }
         if let Some((target, first_offset)) = gap {
@@ -328,10 +335,7 @@ impl Engine {
                 out_of_orderness: config.out_of_orderness_ms(),
             },
             top_k: config.output.top_k,
-            budget: Budget {
-                memory: config.memory_budget_bytes(),
-                max_items: config.window.max_items,
-            },
+            budget: Budget::of(config),
             max_message_bytes: config.input.max_message_bytes,
             max_ahead_ms: i64::try_from(config.input.max_event_time_ahead.as_millis())
                 .unwrap_or(i64::MAX),
@@ -580,13 +584,14 @@ fn worker_pool(workers: usize) -> Option<rayon::ThreadPool> {
 fn settings_fingerprint(config: &Config) -> u64 {
     let e = &config.extract;
     let text = format!(
-        "{}|{}|{}|{}|{}|{}|{}|{}|{:?}|{:?}|{:?}|{}",
+        "{}|{}|{}|{}|{}|{}|{}|{}|{}|{:?}|{:?}|{:?}|{}",
         config.width_ms(),
         config.slide_ms(),
         config.out_of_orderness_ms(),
         config.output.top_k,
         config.memory_budget_bytes(),
         config.window.max_items,
+        config.window.max_groups,
         e.min_term_chars,
         e.max_term_chars,
         e.stop_words_file,
@@ -723,6 +728,22 @@ mod tests {
             "{approximate} of {} windows cut",
             closed.len()
         );
+    }
+
+    #[test]
+    fn over_its_group_cap_a_partition_continued_from_its_checkpoint_still_gives_one_run() {
+        // 8 rooms, at most 5 of them a pane: the others' records are dead letters.
+        let capped = || engine_with("max_groups = 5");
+        let closed = continue_from_checkpoints(capped);
+        let mut e = capped();
+        let out = feed(&mut e, &partition_log(3_000, 7));
+        let overflow = out
+            .dead
+            .iter()
+            .filter(|(_, err)| err.kind() == "too_many_groups")
+            .count();
+        assert!(overflow > 100, "{overflow} records over the cap");
+        assert!(!closed.is_empty());
     }
 
     /// Feeds a partition's log to one engine, and again to engines that crash and continue
@@ -1040,10 +1061,7 @@ mod tests {
             slide: config.slide_ms(),
             out_of_orderness: config.out_of_orderness_ms(),
         };
-        let budget = Budget {
-            memory: config.memory_budget_bytes(),
-            max_items: config.window.max_items,
-        };
+        let budget = Budget::of(&config);
         let mib = |bytes: usize| bytes as f64 / f64::from(1 << 20);
         for (name, n, rooms, vocabulary, posts, step) in [
             (

@@ -15,6 +15,10 @@ pub struct Budget {
     pub memory: usize,
     /// Counters per (group, pane, category) at most, whatever the memory.
     pub max_items: usize,
+    /// Groups with data in one pane at most: a record of another group in a full pane is not
+    /// counted ([`super::Placement::Overflow`]). A partition holds at most this many groups
+    /// per pane it holds, so its memory is bounded whatever the keys.
+    pub max_groups: usize,
 }
 
 impl Budget {
@@ -22,7 +26,17 @@ impl Budget {
     pub const UNBOUNDED: Budget = Budget {
         memory: usize::MAX,
         max_items: usize::MAX,
+        max_groups: usize::MAX,
     };
+
+    /// The budget `config` sets.
+    pub fn of(config: &crate::config::Config) -> Budget {
+        Budget {
+            memory: config.memory_budget_bytes(),
+            max_items: config.window.max_items,
+            max_groups: config.window.max_groups,
+        }
+    }
 
     /// The bytes of counters each pane may hold: the memory over the most panes held at once.
     pub fn pane_bytes(&self, spec: &WindowSpec) -> usize {
@@ -97,6 +111,7 @@ mod tests {
         let budget = Budget {
             memory: 64 << 10,
             max_items: usize::MAX,
+            max_groups: usize::MAX,
         };
         assert_eq!(budget.pane_bytes(&SPEC), 8 << 10);
         let mut w = PartitionWindows::new(SPEC, 5, budget);

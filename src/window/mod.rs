@@ -115,6 +115,9 @@ pub enum Placement {
     PartlyLate,
     /// All windows of the record had closed: it is not counted.
     Dropped,
+    /// Its pane holds `max_groups` other groups already ([`Budget::max_groups`]): it is not
+    /// counted, and does not move the watermark.
+    Overflow { max_groups: usize },
 }
 
 /// A closed window of one group: its top items per category.
@@ -243,6 +246,11 @@ impl PartitionWindows {
             Some(c) if pane + self.spec.slide <= c => Placement::PartlyLate,
             _ => Placement::OnTime,
         };
+        if placement != Placement::Dropped && self.pane_is_full_for(stream, group, pane) {
+            return Placement::Overflow {
+                max_groups: self.budget.max_groups,
+            };
+        }
         if placement != Placement::Dropped {
             let counts = self.pane_counts(stream, group, pane, offset);
             counts.messages += 1;
@@ -256,6 +264,19 @@ impl PartitionWindows {
             self.close_windows(closed);
         }
         placement
+    }
+
+    /// Whether `pane` holds `max_groups` groups already, `group` not among them.
+    fn pane_is_full_for(&self, stream: StreamId, group: &str, pane: i64) -> bool {
+        let Some(index) = self.panes.get(&pane) else {
+            return false;
+        };
+        index.groups.len() >= self.budget.max_groups
+            && !self
+                .groups
+                .get(usize::from(stream))
+                .and_then(|groups| groups.get(group))
+                .is_some_and(|panes| panes.contains_key(&pane))
     }
 
     fn pane_counts(
@@ -430,6 +451,37 @@ mod tests {
             &mut closed,
         );
         (placement, closed)
+    }
+
+    #[test]
+    fn a_million_distinct_groups_hold_no_more_than_the_cap_per_pane() {
+        let budget = Budget {
+            max_groups: 1_000,
+            ..Budget::UNBOUNDED
+        };
+        let mut w = PartitionWindows::new(SPEC, 10, budget);
+        let mut closed = Vec::new();
+        let mut overflow = 0;
+        for i in 0..1_000_000_i64 {
+            // Ten panes of event time, a new key every record.
+            let placement = w.record(
+                0,
+                &format!("k{i}"),
+                i / 100_000 * 10,
+                i,
+                |c| c.add(Category::Term, "词"),
+                &mut closed,
+            );
+            if let Placement::Overflow { max_groups } = placement {
+                assert_eq!(max_groups, 1_000);
+                overflow += 1;
+            }
+            assert!(w.open_groups() <= 1_000 * SPEC.live_panes() as usize);
+        }
+        assert_eq!(overflow, 1_000_000 - 10 * 1_000);
+        // A group already in a full pane still counts there.
+        assert_eq!(feed(&mut w, "k900000", 95, &["x"]).0, Placement::OnTime);
+        assert!(closed.iter().all(|c| c.messages == 1));
     }
 
     fn summary(closed: &[ClosedWindow]) -> Vec<(String, i64, i64, u64)> {

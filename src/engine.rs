@@ -398,7 +398,9 @@ impl Engine {
 
     /// Sends a partition whose records did not cover its target (a [`Gap`], or nothing
     /// delivered for a while) further back: returns the offset to seek to, or `None` when it is
-    /// not seeking. `log_start` is the partition's first offset in the log.
+    /// not seeking, or was sent to the start of its log already (nothing is there yet: it is
+    /// settled, and whatever comes next is in order). `log_start` is the partition's first
+    /// offset in the log.
     pub fn rewind(&mut self, topic: &str, partition: i32, log_start: i64) -> Option<i64> {
         let state = self
             .partitions
@@ -407,11 +409,15 @@ impl Engine {
             from,
             target,
             rewinds,
-            ..
+            at_log_start,
         } = state.position
         else {
             return None;
         };
+        if at_log_start {
+            state.position = Position::Settled;
+            return None;
+        }
         let back = REWIND_FACTOR.saturating_pow(rewinds + 1);
         let to = target.saturating_sub(back).min(from).max(log_start);
         state.position = Position::Seeking {
@@ -434,29 +440,6 @@ impl Engine {
                     *partition,
                 )
             })
-    }
-
-    /// Gives up positioning a partition that was sent to the start of its log and received
-    /// nothing: the log holds nothing from there, so whatever comes next is in order.
-    pub fn settle_at_log_start(&mut self, topic: &str, partition: i32) -> bool {
-        let Some(stream) = self.stream_of(topic) else {
-            return false;
-        };
-        match self.partitions.get_mut(&(stream, partition)) {
-            Some(state)
-                if matches!(
-                    state.position,
-                    Position::Seeking {
-                        at_log_start: true,
-                        ..
-                    }
-                ) =>
-            {
-                state.position = Position::Settled;
-                true
-            }
-            _ => false,
-        }
     }
 
     /// Processes a batch: each partition's records in batch order, partitions in parallel on
@@ -642,17 +625,21 @@ mod tests {
     }
 
     fn run(engine: &mut Engine, records: &[(i64, String)]) -> BatchOutput {
-        let inputs: Vec<Input<'_>> = records
+        engine.process(&inputs("danmu", records))
+    }
+
+    /// `(offset, JSON value)` records as partition 0 of `topic` delivers them.
+    fn inputs<'a>(topic: &'a str, records: &'a [(i64, String)]) -> Vec<Input<'a>> {
+        records
             .iter()
             .map(|(offset, json)| Input {
-                topic: "danmu",
+                topic,
                 partition: 0,
                 offset: *offset,
                 payload: Some(json.as_bytes()),
                 timestamp: None,
             })
-            .collect();
-        engine.process(&inputs)
+            .collect()
     }
 
     #[test]
@@ -883,17 +870,7 @@ mod tests {
         let end = (log.len() as i64, far.to_owned());
         let mut closed = Vec::new();
         for batch in log.chunks(1_000).chain([std::slice::from_ref(&end)]) {
-            let inputs: Vec<Input<'_>> = batch
-                .iter()
-                .map(|(offset, json)| Input {
-                    topic: "text",
-                    partition: 0,
-                    offset: *offset,
-                    payload: Some(json.as_bytes()),
-                    timestamp: None,
-                })
-                .collect();
-            closed.extend(engine.process(&inputs).closed);
+            closed.extend(engine.process(&inputs("text", batch)).closed);
         }
         closed
     }

@@ -103,7 +103,8 @@ impl Positions {
         let now = Instant::now();
         let seeking: Vec<PartitionId> = engine.seeking().map(|(t, p)| (t.to_owned(), p)).collect();
         self.seeking.retain(|id, _| seeking.contains(id));
-        let mut due: Vec<PartitionId> = Vec::new();
+        // Partitions to send further back; `true` for those that delivered nothing.
+        let mut due: Vec<(PartitionId, bool)> = Vec::new();
         for gap in gaps {
             warn!(
                 topic = gap.topic,
@@ -113,29 +114,29 @@ impl Positions {
                 "Records delivered start past the offset sought (the broker skipped some): \
                  rewinding."
             );
-            due.push((gap.topic.clone(), gap.partition));
+            due.push(((gap.topic.clone(), gap.partition), false));
         }
         for id in seeking {
             let since = *self.seeking.entry(id.clone()).or_insert(now);
-            if now.duration_since(since) < self.stall_after || due.contains(&id) {
-                continue;
+            if now.duration_since(since) >= self.stall_after && !due.iter().any(|(d, _)| *d == id) {
+                due.push((id, true));
             }
-            if engine.settle_at_log_start(&id.0, id.1) {
-                continue; // Sent to the start of the log: nothing is there yet.
-            }
-            warn!(
-                topic = id.0,
-                partition = id.1,
-                waited = %humantime::format_duration(self.stall_after),
-                "Nothing delivered since the partition was sent to an offset: rewinding."
-            );
-            due.push(id);
         }
-        for (topic, partition) in due {
+        for ((topic, partition), silent) in due {
             let log_start = log_start(consumer, &topic, partition).await;
+            // `None` also for a partition at the start of its log: nothing is there yet.
             let Some(offset) = engine.rewind(&topic, partition, log_start) else {
                 continue;
             };
+            if silent {
+                warn!(
+                    topic,
+                    partition,
+                    offset,
+                    waited = %humantime::format_duration(self.stall_after),
+                    "Nothing delivered since the partition was sent to an offset: rewinding."
+                );
+            }
             self.metrics.rewinds.fetch_add(1, Ordering::Relaxed);
             if let Err(err) = seek(consumer, &topic, partition, offset).await {
                 // Its records are held back until they cover the offset: sent again later.

@@ -86,12 +86,10 @@ where
 /// went away) do not all retry at once, none waits longer than the back-off (so never longer
 /// than `max_backoff`), and none hammers a failing sink with waits near zero.
 pub fn jittered(backoff: Duration, unit: f64) -> Duration {
-    let unit = if (0.0..=1.0).contains(&unit) {
-        unit
-    } else if unit > 1.0 {
-        1.0
+    let unit = if unit.is_nan() {
+        0.0
     } else {
-        0.0 // also for NaN
+        unit.clamp(0.0, 1.0)
     };
     let half = backoff / 2;
     half + (backoff - half).mul_f64(unit)

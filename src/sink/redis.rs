@@ -266,12 +266,18 @@ impl RedisSink {
 }
 
 impl RedisSink {
-    fn lease_key(&self, kafka_group: &str, topic: &str, partition: i32) -> String {
+    /// `{<prefix>lease:<kafka group>}`: the hash tag that keeps a group's leases, and its
+    /// rejoin claim, in one cluster slot.
+    fn lease_tag(&self, kafka_group: &str) -> String {
         format!(
-            "{{{}lease:{}}}:{topic}:{partition}",
+            "{{{}lease:{}}}",
             key_part(&self.key_prefix),
             key_part(kafka_group)
         )
+    }
+
+    fn lease_key(&self, kafka_group: &str, topic: &str, partition: i32) -> String {
+        format!("{}:{topic}:{partition}", self.lease_tag(kafka_group))
     }
 
     /// Sets (or renews) `owner`'s lease on each of `assigned` for `ttl`, then tells whether each
@@ -322,11 +328,7 @@ impl RedisSink {
     ) -> Result<bool, SinkError> {
         let mut conn = self.conn.clone();
         let set: Option<String> = redis::cmd("SET")
-            .arg(format!(
-                "{{{}lease:{}}}:rejoin",
-                key_part(&self.key_prefix),
-                key_part(kafka_group)
-            ))
+            .arg(format!("{}:rejoin", self.lease_tag(kafka_group)))
             .arg(owner)
             .arg("NX")
             .arg("PX")

@@ -246,13 +246,12 @@ impl PartitionWindows {
             Some(c) if pane + self.spec.slide <= c => Placement::PartlyLate,
             _ => Placement::OnTime,
         };
-        if placement != Placement::Dropped && self.pane_is_full_for(stream, group, pane) {
-            return Placement::Overflow {
-                max_groups: self.budget.max_groups,
-            };
-        }
         if placement != Placement::Dropped {
-            let counts = self.pane_counts(stream, group, pane, offset);
+            let Some(counts) = self.pane_counts(stream, group, pane, offset) else {
+                return Placement::Overflow {
+                    max_groups: self.budget.max_groups,
+                };
+            };
             counts.messages += 1;
             let before = counts.bytes();
             count(counts);
@@ -266,26 +265,15 @@ impl PartitionWindows {
         placement
     }
 
-    /// Whether `pane` holds `max_groups` groups already, `group` not among them.
-    fn pane_is_full_for(&self, stream: StreamId, group: &str, pane: i64) -> bool {
-        let Some(index) = self.panes.get(&pane) else {
-            return false;
-        };
-        index.groups.len() >= self.budget.max_groups
-            && !self
-                .groups
-                .get(usize::from(stream))
-                .and_then(|groups| groups.get(group))
-                .is_some_and(|panes| panes.contains_key(&pane))
-    }
-
+    /// The counts of `group` in `pane`, made when new; `None` when the pane holds
+    /// `max_groups` other groups already (nothing is changed then).
     fn pane_counts(
         &mut self,
         stream: StreamId,
         group: &str,
         pane: i64,
         offset: i64,
-    ) -> &mut Counts {
+    ) -> Option<&mut Counts> {
         let index = usize::from(stream);
         if self.groups.len() <= index {
             self.groups.resize_with(index + 1, Map::default);
@@ -300,14 +288,19 @@ impl PartitionWindows {
             cut_above: pane_bytes,
             ..Pane::default()
         });
-        index.groups.insert((stream, key.clone()));
+        let group_key = (stream, key.clone());
+        if index.groups.len() >= self.budget.max_groups && !index.groups.contains(&group_key) {
+            return None; // The pane is full: see `Budget::max_groups`.
+        }
+        index.groups.insert(group_key);
         index.first_offset = Some(index.first_offset.map_or(offset, |o| o.min(offset)));
         let max_items = self.budget.max_items;
-        groups
+        let counts = groups
             .entry(key)
             .or_default()
             .entry(pane)
-            .or_insert_with(|| Box::new(Counts::new(max_items)))
+            .or_insert_with(|| Box::new(Counts::new(max_items)));
+        Some(counts)
     }
 
     /// Closes every window that ends at or before the watermark and holds data.

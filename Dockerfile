@@ -1,7 +1,7 @@
 # trendstream: build with the Rust toolchain, run on a slim Debian as a non-root user.
 # Base images are pinned by version; pin them by digest too where your registry policy asks.
 FROM rust:1.95.0-bookworm AS build
-RUN apt-get update && apt-get install -y --no-install-recommends cmake && rm -rf /var/lib/apt/lists/*
+RUN apt-get update && apt-get install -y --no-install-recommends cmake libssl-dev pkg-config && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Everything the manifest names must be here (Cargo refuses a declared bench target that is
 # missing). CI builds from exactly these files: scripts/docker-context.sh.
@@ -12,7 +12,7 @@ COPY benches benches
 RUN cargo build --release --locked --bin trendstream && cp target/release/trendstream /usr/local/bin/
 
 FROM debian:12.12-slim
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates && rm -rf /var/lib/apt/lists/* \
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates libssl3 && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin trendstream
 COPY --from=build /usr/local/bin/trendstream /usr/local/bin/trendstream
 USER 10001

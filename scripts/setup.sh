@@ -23,6 +23,12 @@ command -v setpriv >/dev/null || need+=(util-linux)
 command -v cc >/dev/null || need+=(build-essential)
 command -v make >/dev/null || need+=(make)
 command -v python3 >/dev/null || need+=(python3)
+# librdkafka is built with TLS (OpenSSL); the tests put a TLS terminator (socat) in front of
+# the broker and make their certificates with openssl.
+command -v pkg-config >/dev/null || need+=(pkg-config)
+pkg-config --exists openssl 2>/dev/null || need+=(libssl-dev)
+command -v socat >/dev/null || need+=(socat)
+command -v openssl >/dev/null || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
   apt_install "${need[@]}"

@@ -119,6 +119,10 @@ pub struct KafkaConfig {
     pub output_topic: String,
     /// Topic for records that could not be decoded.
     pub dead_letter_topic: String,
+    /// librdkafka properties for every client (security settings, say); a property also set in
+    /// `consumer` or `producer` takes that value there.
+    #[serde(default, deserialize_with = "properties")]
+    pub common: BTreeMap<String, String>,
     /// librdkafka properties for the consumer.
     #[serde(deserialize_with = "properties")]
     pub consumer: BTreeMap<String, String>,
@@ -215,6 +219,15 @@ pub struct RedisConfig {
     /// Leaderboard time to live.
     #[serde(with = "humantime_serde")]
     pub ttl: Duration,
+    /// PEM file of the certificate authorities trusted for `rediss://`; empty for the system's.
+    #[serde(default)]
+    pub tls_ca_file: String,
+    /// PEM files of a client certificate and its key, for servers that ask for one; empty for
+    /// none.
+    #[serde(default)]
+    pub tls_cert_file: String,
+    #[serde(default)]
+    pub tls_key_file: String,
 }
 
 impl std::fmt::Debug for KafkaConfig {
@@ -231,6 +244,7 @@ impl std::fmt::Debug for KafkaConfig {
             .field("client_id", &self.client_id)
             .field("output_topic", &self.output_topic)
             .field("dead_letter_topic", &self.dead_letter_topic)
+            .field("common", &shown(&self.common))
             .field("consumer", &shown(&self.consumer))
             .field("producer", &shown(&self.producer))
             .finish()
@@ -244,8 +258,32 @@ impl std::fmt::Debug for RedisConfig {
             .field("cluster", &self.cluster)
             .field("key_prefix", &self.key_prefix)
             .field("ttl", &self.ttl)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .field("tls_cert_file", &self.tls_cert_file)
+            .field("tls_key_file", &self.tls_key_file)
             .finish()
     }
+}
+
+impl KafkaConfig {
+    /// The consumer's librdkafka properties: `common`, with `consumer` laid over it.
+    pub fn consumer_properties(&self) -> BTreeMap<String, String> {
+        laid_over(&self.common, &self.consumer)
+    }
+
+    /// The producer's librdkafka properties: `common`, with `producer` laid over it.
+    pub fn producer_properties(&self) -> BTreeMap<String, String> {
+        laid_over(&self.common, &self.producer)
+    }
+}
+
+fn laid_over(
+    base: &BTreeMap<String, String>,
+    over: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut props = base.clone();
+    props.extend(over.iter().map(|(k, v)| (k.clone(), v.clone())));
+    props
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -327,7 +365,11 @@ impl Config {
     /// Environment variables cannot carry dots, so librdkafka properties set through them
     /// arrive with underscores; librdkafka's own names never contain one.
     fn normalise(&mut self) {
-        for props in [&mut self.kafka.consumer, &mut self.kafka.producer] {
+        for props in [
+            &mut self.kafka.common,
+            &mut self.kafka.consumer,
+            &mut self.kafka.producer,
+        ] {
             *props = std::mem::take(props)
                 .into_iter()
                 .map(|(k, v)| (k.replace('_', "."), v))
@@ -349,6 +391,8 @@ impl Config {
             }
         }
         for (table, props, owned) in [
+            ("common", &k.common, OWNED_CONSUMER_PROPERTIES),
+            ("common", &k.common, OWNED_PRODUCER_PROPERTIES),
             ("consumer", &k.consumer, OWNED_CONSUMER_PROPERTIES),
             ("producer", &k.producer, OWNED_PRODUCER_PROPERTIES),
         ] {
@@ -553,6 +597,42 @@ impl Config {
                 ));
             }
         }
+        let r = &self.redis;
+        let tls = r
+            .url
+            .split(',')
+            .all(|url| url.trim().starts_with("rediss://"));
+        for (key, path) in [
+            ("redis.tls_ca_file", &r.tls_ca_file),
+            ("redis.tls_cert_file", &r.tls_cert_file),
+            ("redis.tls_key_file", &r.tls_key_file),
+        ] {
+            if path.is_empty() {
+                continue;
+            }
+            if !tls {
+                return Err(invalid(
+                    key,
+                    path,
+                    "is set, but redis.url does not name rediss:// (TLS) servers",
+                ));
+            }
+            if !Path::new(path).is_file() {
+                return Err(invalid(key, path, "is not a readable file"));
+            }
+        }
+        if r.tls_cert_file.is_empty() != r.tls_key_file.is_empty() {
+            let (key, path) = if r.tls_cert_file.is_empty() {
+                ("redis.tls_key_file", &r.tls_key_file)
+            } else {
+                ("redis.tls_cert_file", &r.tls_cert_file)
+            };
+            return Err(invalid(
+                key,
+                path,
+                "needs both redis.tls_cert_file and redis.tls_key_file",
+            ));
+        }
         if !self.redis.cluster && self.redis.url.contains(',') {
             return Err(invalid(
                 "redis.url",
@@ -589,7 +669,7 @@ impl Config {
                 ),
             ));
         }
-        let poll_interval_ms = match k.consumer.get(MAX_POLL_INTERVAL) {
+        let poll_interval_ms = match k.consumer_properties().get(MAX_POLL_INTERVAL) {
             None => DEFAULT_MAX_POLL_INTERVAL_MS,
             Some(value) => value.trim().parse::<u64>().map_err(|_| {
                 invalid(
@@ -667,7 +747,11 @@ impl Config {
         let mut config = self.clone();
         config.redis.url = redact::text(&config.redis.url);
         config.kafka.brokers = redact::text(&config.kafka.brokers);
-        for props in [&mut config.kafka.consumer, &mut config.kafka.producer] {
+        for props in [
+            &mut config.kafka.common,
+            &mut config.kafka.consumer,
+            &mut config.kafka.producer,
+        ] {
             for (key, value) in props.iter_mut() {
                 *value = redact::value(key, value);
             }
@@ -923,6 +1007,43 @@ mod tests {
         assert_eq!(
             err("[kafka.consumer]\n\"enable.auto.commit\" = \"true\""),
             "kafka.consumer.\"enable.auto.commit\" (true) is set by trendstream itself and cannot be configured"
+        );
+    }
+
+    #[test]
+    fn common_properties_reach_both_clients_and_give_way_to_their_own() {
+        let config = Config::from_toml(
+            "[kafka.common]\n\"security.protocol\" = \"SASL_SSL\"\n\"linger.ms\" = \"1\"\n[kafka.producer]\n\"linger.ms\" = \"9\"",
+        )
+        .unwrap();
+        let consumer = config.kafka.consumer_properties();
+        let producer = config.kafka.producer_properties();
+        assert_eq!(consumer["security.protocol"], "SASL_SSL");
+        assert_eq!(producer["security.protocol"], "SASL_SSL");
+        assert_eq!(producer["linger.ms"], "9");
+        assert_eq!(
+            err("[kafka.common]\n\"group.id\" = \"other\""),
+            "kafka.common.\"group.id\" (other) is set by trendstream itself and cannot be configured"
+        );
+        assert_eq!(
+            err("[kafka.common]\n\"enable.idempotence\" = \"false\""),
+            "kafka.common.\"enable.idempotence\" (false) is set by trendstream itself and cannot be configured"
+        );
+    }
+
+    #[test]
+    fn redis_tls_files_need_rediss_and_must_exist() {
+        assert_eq!(
+            err("[redis]\ntls_ca_file = \"Cargo.toml\""),
+            "redis.tls_ca_file (Cargo.toml) is set, but redis.url does not name rediss:// (TLS) servers"
+        );
+        assert_eq!(
+            err("[redis]\nurl = \"rediss://h:6380\"\ntls_ca_file = \"no-such.pem\""),
+            "redis.tls_ca_file (no-such.pem) is not a readable file"
+        );
+        assert_eq!(
+            err("[redis]\nurl = \"rediss://h:6380\"\ntls_cert_file = \"Cargo.toml\""),
+            "redis.tls_cert_file (Cargo.toml) needs both redis.tls_cert_file and redis.tls_key_file"
         );
     }
 

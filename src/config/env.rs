@@ -4,7 +4,7 @@
 //! figment's own `Env` provider reads every value as if it were TOML-ish, so `0123` becomes the
 //! number 123 and `true` a boolean: right for `batch.max_records`, wrong for a password or a
 //! group id. Here a value stays the string it was when its key is a string: every librdkafka
-//! property (`[kafka.consumer]`, `[kafka.producer]`), and every key whose default in
+//! property (`[kafka.common]`, `[kafka.consumer]`, `[kafka.producer]`), and every key whose default in
 //! `config/default.toml` is a string (a key of a stream not among the defaults: like the same
 //! key of the first default stream). Other values are read as figment reads them.
 
@@ -31,7 +31,7 @@ impl EnvOverrides {
     /// Whether the key at `path` (lowercased, split on dots) holds a string.
     fn is_string(&self, path: &[&str]) -> bool {
         match path {
-            ["kafka", "consumer" | "producer", _, ..] => true,
+            ["kafka", "common" | "consumer" | "producer", _, ..] => true,
             ["streams", name, rest @ ..] => {
                 let streams = self.defaults.get("streams").and_then(toml::Value::as_table);
                 let stream = streams.and_then(|s| s.get(*name).or_else(|| s.values().next()));

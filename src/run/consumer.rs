@@ -6,12 +6,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::positions::{seek as seek_to, Positions};
 use super::{Kafka, RunError, METADATA_TIMEOUT};
@@ -28,6 +29,7 @@ pub struct RebalanceContext {
     revoked: Mutex<Vec<(String, i32)>>,
     assignments: AtomicU64,
     rebalancing: AtomicBool,
+    refused: Mutex<Option<String>>,
 }
 
 impl RebalanceContext {
@@ -41,13 +43,64 @@ impl RebalanceContext {
         !self.revoked.lock().expect("revoked list lock").is_empty()
     }
 
+    /// Why the brokers refused this client (its credentials or its TLS handshake), if they
+    /// did; retrying will not change their answer.
+    pub fn refused(&self) -> Option<String> {
+        self.refused.lock().expect("refused lock").clone()
+    }
+
     /// Whether partitions were revoked and no new assignment has come yet.
     pub fn rebalancing(&self) -> bool {
         self.rebalancing.load(Ordering::Relaxed)
     }
 }
 
-impl ClientContext for RebalanceContext {}
+impl ClientContext for RebalanceContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let reason = crate::redact::text(reason);
+        if is_refusal(&reason) {
+            // librdkafka's log has said it already.
+            debug!(%error, reason, "Kafka refused this client.");
+            *self.refused.lock().expect("refused lock") = Some(reason);
+        } else {
+            warn!(%error, reason, "Kafka client error.");
+        }
+    }
+
+    /// librdkafka's log, through `tracing` like rdkafka's default; a line saying the brokers
+    /// refused this client is kept for [`RebalanceContext::refused`].
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        // Without the thread name librdkafka puts first ("[thrd:main]: ").
+        let message = message
+            .strip_prefix("[thrd:")
+            .and_then(|rest| rest.split_once("]: "))
+            .map_or(message, |(_, rest)| rest);
+        let message = crate::redact::text(message);
+        if (level as i32) <= (RDKafkaLogLevel::Warning as i32) && is_refusal(&message) {
+            *self.refused.lock().expect("refused lock") = Some(message.clone());
+        }
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => error!(target: "librdkafka", fac, "{message}"),
+            RDKafkaLogLevel::Warning => warn!(target: "librdkafka", fac, "{message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                info!(target: "librdkafka", fac, "{message}")
+            }
+            RDKafkaLogLevel::Debug => debug!(target: "librdkafka", fac, "{message}"),
+        }
+    }
+}
+
+/// Whether a librdkafka log line says the brokers will not have this client as it is
+/// configured: its credentials were refused, or the TLS handshake failed (an untrusted
+/// certificate, say).
+fn is_refusal(message: &str) -> bool {
+    ["SASL authentication error", "SSL handshake failed"]
+        .iter()
+        .any(|refusal| message.contains(refusal))
+}
 
 impl ConsumerContext for RebalanceContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -78,8 +131,9 @@ impl ConsumerContext for RebalanceContext {
 
 pub(super) fn create_consumer(config: &Config) -> Result<Kafka, RunError> {
     let k = &config.kafka;
+    let props = k.consumer_properties();
     let mut client = ClientConfig::new();
-    for (key, value) in &k.consumer {
+    for (key, value) in &props {
         client.set(key, value);
     }
     // The properties in `config::OWNED_CONSUMER_PROPERTIES`.
@@ -91,7 +145,45 @@ pub(super) fn create_consumer(config: &Config) -> Result<Kafka, RunError> {
         .set("enable.auto.offset.store", "false");
     client
         .create_with_context(RebalanceContext::default())
-        .map_err(|err| RunError::CreateConsumer(redact_client_error(err, &k.consumer)))
+        .map_err(|err| RunError::CreateConsumer(redact_client_error(err, &props)))
+}
+
+/// The cluster's metadata, asked for every second until it comes, the brokers refuse this
+/// client (which stops at once, with their reason) or [`METADATA_TIMEOUT`] passes.
+async fn fetch_metadata(
+    consumer: &Arc<Kafka>,
+    config: &Config,
+) -> Result<rdkafka::metadata::Metadata, RunError> {
+    const ATTEMPT: Duration = Duration::from_secs(1);
+    let started = Instant::now();
+    loop {
+        let c = Arc::clone(consumer);
+        let result = tokio::task::spawn_blocking(move || c.fetch_metadata(None, ATTEMPT))
+            .await
+            .expect("metadata task does not panic");
+        let source = match result {
+            Ok(metadata) => return Ok(metadata),
+            Err(source) => source,
+        };
+        if let Some(reason) = consumer.context().refused() {
+            return Err(RunError::KafkaRefused {
+                brokers: config.kafka.brokers.clone(),
+                reason,
+            });
+        }
+        if started.elapsed() >= METADATA_TIMEOUT {
+            return Err(RunError::Metadata {
+                brokers: config.kafka.brokers.clone(),
+                source,
+            });
+        }
+        // Serve the consumer's queue meanwhile: librdkafka's log lines and errors, a refusal
+        // among them, are delivered there.
+        let served = tokio::time::timeout(Duration::from_millis(100), consumer.recv()).await;
+        if let Ok(Err(err)) = served {
+            debug!(error = %err, "Kafka client error while reading metadata.");
+        }
+    }
 }
 
 /// The partitions trendstream reads from and writes to.
@@ -106,14 +198,7 @@ pub(super) async fn check_topics(
     consumer: &Arc<Kafka>,
     config: &Config,
 ) -> Result<Topology, RunError> {
-    let c = Arc::clone(consumer);
-    let metadata = tokio::task::spawn_blocking(move || c.fetch_metadata(None, METADATA_TIMEOUT))
-        .await
-        .expect("metadata task does not panic")
-        .map_err(|source| RunError::Metadata {
-            brokers: config.kafka.brokers.clone(),
-            source,
-        })?;
+    let metadata = fetch_metadata(consumer, config).await?;
     let exists = |topic: &str| {
         metadata
             .topics()

@@ -60,6 +60,9 @@ pub enum RunError {
         #[source]
         source: KafkaError,
     },
+    /// The brokers answered, but refused the client's credentials or certificate.
+    #[error("Kafka at kafka.brokers ({brokers}) refused this client: {reason}")]
+    KafkaRefused { brokers: String, reason: String },
     #[error("{key} ({topic}) names a topic that does not exist")]
     MissingTopic { key: String, topic: String },
     #[error("cannot subscribe: {0}")]

@@ -218,8 +218,9 @@ pub struct KafkaSink {
 impl KafkaSink {
     /// A producer for the output topic (of `output_partitions` partitions) and the dead letters.
     pub fn new(config: &KafkaConfig, output_partitions: i32) -> Result<KafkaSink, KafkaError> {
+        let props = config.producer_properties();
         let mut client = ClientConfig::new();
-        for (key, value) in &config.producer {
+        for (key, value) in &props {
             client.set(key, value);
         }
         // The properties in `config::OWNED_PRODUCER_PROPERTIES`.
@@ -229,9 +230,8 @@ impl KafkaSink {
             .set("enable.idempotence", "true");
         let producer = client
             .create()
-            .map_err(|err| redact_client_error(err, &config.producer))?;
-        let max_record_bytes = config
-            .producer
+            .map_err(|err| redact_client_error(err, &props))?;
+        let max_record_bytes = props
             .get("message.max.bytes")
             .and_then(|v| v.parse().ok())
             .unwrap_or(DEFAULT_MESSAGE_MAX_BYTES);

@@ -40,9 +40,49 @@ pub enum SinkError {
     },
 }
 
+impl SinkError {
+    /// Whether trying again cannot help: Redis refused the credentials or the permissions, or
+    /// the TLS handshake rejected a certificate, or the client is configured wrongly. Such an
+    /// error stops the instance at once, with its reason, instead of after
+    /// `retry.give_up_after` of futile retries.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            SinkError::RedisWrite(err) | SinkError::RedisRead(err) => redis_permanent(err),
+            SinkError::RedisConnect { source, .. } => redis_permanent(source),
+            SinkError::KafkaProduce { .. } | SinkError::GaveUp { .. } => false,
+        }
+    }
+}
+
+fn redis_permanent(err: &::redis::RedisError) -> bool {
+    use ::redis::{ErrorKind, ServerErrorKind};
+    match err.kind() {
+        ErrorKind::AuthenticationFailed
+        | ErrorKind::InvalidClientConfig
+        | ErrorKind::Server(ServerErrorKind::NoPerm) => true,
+        _ => is_tls_rejection(err),
+    }
+}
+
+/// Whether `err` comes from a TLS handshake that failed for a reason other than the network: an
+/// untrusted or wrong certificate, no protocol in common, the server asking for a client
+/// certificate. The redis crate keeps the I/O error behind an `Arc` whose chain skips rustls's
+/// error, so this reads rustls's words (its `Display`) instead of its type.
+fn is_tls_rejection(err: &::redis::RedisError) -> bool {
+    const REJECTIONS: [&str; 3] = [
+        "invalid peer certificate",
+        "peer is incompatible",
+        "received fatal alert",
+    ];
+    err.kind() == ::redis::ErrorKind::Io && {
+        let text = err.to_string();
+        REJECTIONS.iter().any(|r| text.contains(r))
+    }
+}
+
 /// Runs `attempt` until it succeeds, backing off from `initial_backoff`, doubling up to
 /// `max_backoff`, each wait [`jittered`]; after `give_up_after` of failures, returns
-/// [`SinkError::GaveUp`].
+/// [`SinkError::GaveUp`]. A [permanent](SinkError::is_permanent) error is returned at once.
 pub async fn with_retry<T, F, Fut>(
     retry: &RetryConfig,
     what: &str,
@@ -63,6 +103,7 @@ where
                 }
                 return Ok(value);
             }
+            Err(err) if err.is_permanent() => return Err(err),
             Err(err) => {
                 failures += 1;
                 let elapsed = started.elapsed();

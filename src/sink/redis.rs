@@ -22,12 +22,47 @@ use futures::future::try_join_all;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
+use redis::{ClientTlsConfig, Cmd, Pipeline, RedisFuture, Script, TlsCertificates, Value};
 
 use super::SinkError;
 use crate::config::RedisConfig;
 use crate::engine::Checkpoint;
 use crate::window::WatermarkState;
+
+/// The certificates `config` names for TLS, read from their files; `None` where it names none
+/// (plain connections, or `rediss://` checked against the system's certificate authorities).
+fn tls_certificates(config: &RedisConfig) -> redis::RedisResult<Option<TlsCertificates>> {
+    if config.tls_ca_file.is_empty() && config.tls_cert_file.is_empty() {
+        return Ok(None);
+    }
+    let read = |key: &str, path: &str| -> redis::RedisResult<Option<Vec<u8>>> {
+        if path.is_empty() {
+            return Ok(None);
+        }
+        std::fs::read(path).map(Some).map_err(|err| {
+            redis::RedisError::from((
+                redis::ErrorKind::InvalidClientConfig,
+                "cannot read a TLS file",
+                format!("redis.{key} ({path}): {err}"),
+            ))
+        })
+    };
+    let root_cert = read("tls_ca_file", &config.tls_ca_file)?;
+    let client_tls = match (
+        read("tls_cert_file", &config.tls_cert_file)?,
+        read("tls_key_file", &config.tls_key_file)?,
+    ) {
+        (Some(client_cert), Some(client_key)) => Some(ClientTlsConfig {
+            client_cert,
+            client_key,
+        }),
+        _ => None,
+    };
+    Ok(Some(TlsCertificates {
+        client_tls,
+        root_cert,
+    }))
+}
 
 /// Scripts sent at once on the multiplexed connection.
 const IN_FLIGHT: usize = 256;
@@ -119,16 +154,25 @@ impl RedisSink {
             url: crate::redact::text(&config.url),
             source,
         };
+        let certificates = tls_certificates(config).map_err(connect_err)?;
         let conn = if config.cluster {
             let nodes: Vec<&str> = config.url.split(',').map(str::trim).collect();
-            let client = ClusterClient::builder(nodes)
+            let mut builder = ClusterClient::builder(nodes)
                 .connection_timeout(Duration::from_secs(5))
-                .response_timeout(Duration::from_secs(10))
-                .build()
-                .map_err(connect_err)?;
+                .response_timeout(Duration::from_secs(10));
+            if let Some(certificates) = certificates {
+                builder = builder.certs(certificates);
+            }
+            let client = builder.build().map_err(connect_err)?;
             Connection::Cluster(client.get_async_connection().await.map_err(connect_err)?)
         } else {
-            let client = redis::Client::open(config.url.as_str()).map_err(connect_err)?;
+            let client = match certificates {
+                Some(certificates) => {
+                    redis::Client::build_with_tls(config.url.as_str(), certificates)
+                }
+                None => redis::Client::open(config.url.as_str()),
+            }
+            .map_err(connect_err)?;
             let manager_config = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(Duration::from_secs(5)))
                 .set_response_timeout(Some(Duration::from_secs(10)))

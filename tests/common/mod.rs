@@ -24,6 +24,8 @@ use tokio::time::Instant;
 
 use trendstream::config::Config;
 
+pub mod tls;
+
 /// How long any awaited condition may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -275,7 +277,16 @@ pub async fn produce(
 /// A consumer of its own group that reads from the start, commits nothing, and has the
 /// settings trendstream uses against tansu.
 pub fn reader(brokers: &str) -> BaseConsumer {
-    ClientConfig::new()
+    reader_with(brokers, &[])
+}
+
+/// A [`reader`] with more librdkafka properties (security settings, say).
+pub fn reader_with(brokers: &str, properties: &[(String, String)]) -> BaseConsumer {
+    let mut config = ClientConfig::new();
+    for (key, value) in properties {
+        config.set(key, value);
+    }
+    config
         .set("bootstrap.servers", brokers)
         .set("group.id", unique("reader"))
         .set("auto.offset.reset", "earliest")
@@ -294,7 +305,18 @@ pub async fn read_topic(
     count: usize,
     settle: Duration,
 ) -> Vec<OwnedMessage> {
-    let consumer = reader(brokers);
+    read_topic_with(brokers, &[], topic, count, settle).await
+}
+
+/// [`read_topic`] by a [`reader_with`] `properties`.
+pub async fn read_topic_with(
+    brokers: &str,
+    properties: &[(String, String)],
+    topic: &str,
+    count: usize,
+    settle: Duration,
+) -> Vec<OwnedMessage> {
+    let consumer = reader_with(brokers, properties);
     consumer.subscribe(&[topic]).expect("subscribe");
     let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || {

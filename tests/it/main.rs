@@ -8,3 +8,4 @@ mod failures;
 mod pipeline;
 mod positions;
 mod process;
+mod security;

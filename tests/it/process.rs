@@ -21,7 +21,7 @@ fn check_config(env: &[(&str, &str)], file: Option<&Path>) -> Output {
         .expect("run trendstream")
 }
 
-fn stderr(out: &Output) -> String {
+pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).trim().to_owned()
 }
 
@@ -80,7 +80,7 @@ fn bad_config_stops_with_the_key_and_the_value() {
 }
 
 /// Writes `config` to a file and starts `trendstream run` on it.
-fn spawn_run(
+pub(crate) fn spawn_run(
     config: &trendstream::config::Config,
     dir: &Path,
     extra_args: &[&str],
@@ -99,7 +99,7 @@ fn spawn_run(
         .expect("start trendstream")
 }
 
-async fn wait_exit(child: std::process::Child) -> Output {
+pub(crate) async fn wait_exit(child: std::process::Child) -> Output {
     tokio::time::timeout(
         DEADLINE,
         tokio::task::spawn_blocking(move || child.wait_with_output()),

@@ -5,6 +5,7 @@ mod common;
 
 mod chaos;
 mod failures;
+mod memory;
 mod pipeline;
 mod positions;
 mod process;

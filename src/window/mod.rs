@@ -624,24 +624,83 @@ mod tests {
             .all(|c| c.top == window.top && c.error == window.error));
     }
 
+    /// When the caller takes the windows that `record` closed, and what it asks the windows
+    /// about in between.
+    #[derive(Debug, Clone, Copy)]
+    enum Asking {
+        /// One list for the whole run, read once at the end.
+        OnceAtTheEnd,
+        /// A fresh list for every record, read at once.
+        AfterEveryRecord,
+        /// The list taken at random points, the state looked at at others (seeded).
+        AtRandomPoints(u64),
+    }
+
+    /// Every window closed by feeding `records` (group, time, word) and then a far record,
+    /// taken as `asking` says.
+    fn closed_when(asking: Asking, records: &[(&str, i64, &str)]) -> Vec<ClosedWindow> {
+        use rand::{Rng, SeedableRng};
+        let seed = match asking {
+            Asking::AtRandomPoints(seed) => seed,
+            _ => 0,
+        };
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+        let mut w = PartitionWindows::new(SPEC, 10, Budget::UNBOUNDED);
+        let (mut all, mut pending) = (Vec::new(), Vec::new());
+        let far = [("g", 10_000, "")];
+        for (offset, &(group, t, word)) in records.iter().chain(&far).enumerate() {
+            let count = |c: &mut Counts| {
+                if !word.is_empty() {
+                    c.add(Category::Term, word);
+                }
+            };
+            match asking {
+                Asking::OnceAtTheEnd => {
+                    w.record(0, group, t, offset as i64, count, &mut all);
+                }
+                Asking::AfterEveryRecord => {
+                    let mut closed = Vec::new();
+                    w.record(0, group, t, offset as i64, count, &mut closed);
+                    all.extend(closed);
+                }
+                Asking::AtRandomPoints(_) => {
+                    w.record(0, group, t, offset as i64, count, &mut pending);
+                    if rng.random_bool(0.3) {
+                        all.append(&mut pending);
+                    }
+                    if rng.random_bool(0.3) {
+                        // Looking changes nothing.
+                        let _ = (w.watermark(), w.watermark_state(), w.resume_offset());
+                        let _ = (w.bytes(), w.fullest_pane_bytes(), w.open_groups());
+                    }
+                }
+            }
+        }
+        all.append(&mut pending);
+        all
+    }
+
     #[test]
     fn results_do_not_depend_on_when_windows_are_asked_for() {
-        // Closing happens inside `record`, so one stream of records gives one result.
+        // Closing happens inside `record`, so one stream of records gives one result however
+        // the caller collects the closed windows.
         let records = [
-            (1, "x"),
-            (7, "y"),
-            (12, "x"),
-            (33, "z"),
-            (31, "x"),
-            (70, "y"),
-            (64, "x"),
+            ("g", 1, "x"),
+            ("g", 7, "y"),
+            ("g", 12, "x"),
+            ("g", 33, "z"),
+            ("g", 31, "x"),
+            ("g", 70, "y"),
+            ("g", 64, "x"),
         ];
-        let mut w = PartitionWindows::new(SPEC, 10, Budget::UNBOUNDED);
-        let mut all = Vec::new();
-        for (t, word) in records {
-            all.extend(feed(&mut w, "g", t, &[word]).1);
+        let all = closed_when(Asking::OnceAtTheEnd, &records);
+        for asking in [
+            Asking::AfterEveryRecord,
+            Asking::AtRandomPoints(1),
+            Asking::AtRandomPoints(2),
+        ] {
+            assert_eq!(closed_when(asking, &records), all, "{asking:?}");
         }
-        all.extend(feed(&mut w, "g", 10_000, &[]).1);
         let messages: Vec<(i64, u64)> = all.iter().map(|c| (c.window_end, c.messages)).collect();
         assert_eq!(
             messages,
@@ -661,5 +720,22 @@ mod tests {
                 (130, 1)
             ]
         );
+
+        // Many groups, disorder and late records.
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(9);
+        let (groups, words) = (["a", "b", "c", "d"], ["x", "y", "z", "w", "v"]);
+        let records: Vec<(&str, i64, &str)> = (0..2_000)
+            .map(|i| {
+                let t = i / 4 - rng.random_range(0..20);
+                let group = groups[rng.random_range(0..groups.len())];
+                (group, t, words[rng.random_range(0..words.len())])
+            })
+            .collect();
+        let all = closed_when(Asking::OnceAtTheEnd, &records);
+        assert!(all.len() > 100, "{} windows", all.len());
+        for asking in [Asking::AfterEveryRecord, Asking::AtRandomPoints(3)] {
+            assert_eq!(closed_when(asking, &records), all, "{asking:?}");
+        }
     }
 }

@@ -598,7 +598,7 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::extract::ExtractOptions;
+    use crate::extract::{Category, ExtractOptions};
 
     fn engine() -> Engine {
         engine_with("")
@@ -701,7 +701,10 @@ mod tests {
     #[test]
     fn a_partition_continued_from_its_checkpoint_gives_the_results_of_one_run() {
         let closed = continue_from_checkpoints(engine);
-        assert!(closed.iter().all(|w| w.error == [0; 6]), "exact by default");
+        assert!(
+            closed.iter().all(|w| w.error == [0; Category::COUNT]),
+            "exact by default"
+        );
     }
 
     #[test]
@@ -828,7 +831,8 @@ mod tests {
     }
 
     /// Counts per (source, window start): messages, and per category each item's count.
-    type Naive = std::collections::BTreeMap<(String, i64), (u64, [HashMap<String, u64>; 6])>;
+    type Naive =
+        std::collections::BTreeMap<(String, i64), (u64, [HashMap<String, u64>; Category::COUNT])>;
 
     /// The windows of `width` every `slide` ms of a log of posts, counted the straightforward
     /// way: every record in each of its windows (event times only advance: none is late).
@@ -935,7 +939,7 @@ mod tests {
                     w.group, w.window_start
                 );
             }
-            assert_eq!(w.error, [0; 6]);
+            assert_eq!(w.error, [0; Category::COUNT]);
         }
     }
 

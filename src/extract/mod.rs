@@ -31,7 +31,11 @@ pub enum Category {
 }
 
 impl Category {
-    pub const ALL: [Category; 6] = [
+    /// The number of categories: the length of per-category arrays.
+    pub const COUNT: usize = Category::Keyword as usize + 1;
+
+    /// Every category, in [`index`](Category::index) order.
+    pub const ALL: [Category; Category::COUNT] = [
         Category::Term,
         Category::Hashtag,
         Category::Mention,
@@ -193,8 +197,8 @@ impl Extractor {
     }
 
     /// Every item of `text`, grouped by category and sorted; for tests and tools.
-    pub fn extract_all(&self, text: &str) -> [Vec<String>; 6] {
-        let mut out: [Vec<String>; 6] = Default::default();
+    pub fn extract_all(&self, text: &str) -> [Vec<String>; Category::COUNT] {
+        let mut out: [Vec<String>; Category::COUNT] = Default::default();
         self.extract(text, &mut Scratch::default(), |c, item| {
             out[c.index()].push(item.to_owned())
         });

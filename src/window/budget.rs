@@ -132,7 +132,11 @@ mod tests {
         closed.extend(feed(&mut w, "quiet", 10_000, &[]).1);
         let first = |group: &str| closed.iter().find(|c| &*c.group == group).unwrap();
         let quiet = first("quiet");
-        assert_eq!(quiet.error, [0; 6], "the small summary is not cut");
+        assert_eq!(
+            quiet.error,
+            [0; Category::COUNT],
+            "the small summary is not cut"
+        );
         assert!(quiet.top[0].iter().all(|(_, n)| *n == 200));
         let busy = first("busy");
         assert!(busy.error[0] > 0 && busy.error[0] <= 2 * 2_000 / 5);

@@ -79,7 +79,7 @@ pub struct Counts {
     /// Messages in the pane.
     pub messages: u64,
     /// Per [`Category`].
-    items: [Summary; 6],
+    items: [Summary; Category::COUNT],
 }
 
 impl Counts {
@@ -129,10 +129,10 @@ pub struct ClosedWindow {
     pub window_end: i64,
     pub messages: u64,
     /// Top-K `(item, count)` per [`Category`], by count descending then item ascending.
-    pub top: [Vec<(String, u64)>; 6],
+    pub top: [Vec<(String, u64)>; Category::COUNT],
     /// Per [`Category`], the most a listed count may be below the true one (counts are never
     /// above it): 0 when they are exact.
-    pub error: [u64; 6],
+    pub error: [u64; Category::COUNT],
 }
 
 /// Window state of one partition.
@@ -362,8 +362,8 @@ impl PartitionWindows {
     fn merge(&self, key: &GroupKey, start: i64, end: i64) -> ClosedWindow {
         let panes = &self.groups[usize::from(key.0)][&key.1];
         let panes = || panes.range(start..end).map(|(_, counts)| counts);
-        let mut top: [Vec<(String, u64)>; 6] = Default::default();
-        let mut error = [0; 6];
+        let mut top: [Vec<(String, u64)>; Category::COUNT] = Default::default();
+        let mut error = [0; Category::COUNT];
         for (category, (top, error)) in top.iter_mut().zip(&mut error).enumerate() {
             let summaries = || panes().map(|counts| &counts.items[category]);
             let mut sum: Map<&str, u64> = Map::default();
@@ -595,7 +595,7 @@ mod tests {
         let uncapped = run(PartitionWindows::new(SPEC, 20, Budget::UNBOUNDED), &records);
         assert_eq!(capped, uncapped);
         assert!(capped.iter().any(|c| c.top[0].len() == 18));
-        assert!(capped.iter().all(|c| c.error == [0; 6]));
+        assert!(capped.iter().all(|c| c.error == [0; Category::COUNT]));
     }
 
     #[test]

@@ -131,6 +131,13 @@ impl Extractor {
         }
     }
 
+    /// The stop words in effect — built-in and extra, normalised — in byte order.
+    pub fn stop_words(&self) -> Vec<&str> {
+        let mut words: Vec<&str> = self.stop_words.iter().map(String::as_str).collect();
+        words.sort_unstable();
+        words
+    }
+
     /// Calls `emit` once for each distinct (category, item) in `text`.
     pub fn extract(&self, text: &str, scratch: &mut Scratch, mut emit: impl FnMut(Category, &str)) {
         let Scratch {

@@ -60,7 +60,7 @@ pub enum ConfigError {
         value: String,
         reason: String,
     },
-    #[error("cannot read extract.stop_words_file ({path}): {source}")]
+    #[error("cannot read extract.stop_words_file ({path})")]
     StopWordsFile {
         path: String,
         source: std::io::Error,

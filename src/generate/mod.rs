@@ -96,9 +96,9 @@ pub struct GenerateReport {
 
 #[derive(Debug, thiserror::Error)]
 pub enum GenerateError {
-    #[error("cannot create producer: {0}")]
-    CreateProducer(rdkafka::error::KafkaError),
-    #[error("cannot deliver to {topic}: {source}")]
+    #[error("cannot create producer")]
+    CreateProducer(#[source] rdkafka::error::KafkaError),
+    #[error("cannot deliver to {topic}")]
     Deliver {
         topic: String,
         source: rdkafka::error::KafkaError,

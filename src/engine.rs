@@ -151,10 +151,10 @@ struct PartitionState {
 }
 
 impl PartitionState {
-    /// Windows that start empty at `offset`.
-    fn fresh(spec: WindowSpec, top_k: usize, budget: Budget, offset: i64) -> Self {
+    /// `windows`, empty, starting at `offset`.
+    fn fresh(windows: PartitionWindows, offset: i64) -> Self {
         PartitionState {
-            windows: PartitionWindows::new(spec, top_k, budget),
+            windows,
             next: offset,
             replayed_until: offset,
             position: Position::Settled,
@@ -262,7 +262,6 @@ impl Records<'_, '_> {
                 }
             };
             let placement = state.windows.record(
-                stream,
                 &record.group,
                 record.event_time,
                 input.offset,
@@ -345,6 +344,11 @@ impl Engine {
         }
     }
 
+    /// Windows for a partition of `stream`, from the watermark state `state`.
+    fn windows(&self, stream: StreamId, state: WatermarkState) -> PartitionWindows {
+        PartitionWindows::resume(stream, self.spec, self.top_k, self.budget, state)
+    }
+
     pub fn streams(&self) -> &[Stream] {
         &self.streams
     }
@@ -377,13 +381,15 @@ impl Engine {
         let stream = self.stream_of(topic)?;
         let mut state = match checkpoint.filter(|c| c.settings == self.settings) {
             Some(c) => PartitionState {
-                windows: PartitionWindows::resume(self.spec, self.top_k, self.budget, c.watermark),
+                windows: self.windows(stream, c.watermark),
                 next: c.resume,
                 replayed_until: c.next,
                 position: Position::Settled,
                 skip_batch: false,
             },
-            None => PartitionState::fresh(self.spec, self.top_k, self.budget, fresh_start),
+            None => {
+                PartitionState::fresh(self.windows(stream, WatermarkState::default()), fresh_start)
+            }
         };
         // Records delivered from at or before where processing starts cover it; otherwise the
         // broker may have started past it (see `Position`), and the records in hand, from
@@ -456,7 +462,8 @@ impl Engine {
             let key = (stream, input.partition);
             if !self.partitions.contains_key(&key) {
                 // A partition the caller did not take up starts afresh at its first record.
-                let fresh = PartitionState::fresh(self.spec, self.top_k, self.budget, input.offset);
+                let windows = self.windows(stream, WatermarkState::default());
+                let fresh = PartitionState::fresh(windows, input.offset);
                 self.partitions.insert(key, fresh);
             }
             routes.entry(key).or_default().push(index);
@@ -1041,7 +1048,7 @@ mod tests {
             slide: 10_000,
             out_of_orderness: 5_000,
         };
-        let mut windows = PartitionWindows::new(spec, 20, Budget::UNBOUNDED);
+        let mut windows = PartitionWindows::new(0, spec, 20, Budget::UNBOUNDED);
         let (mut scratch, mut closed) = (Scratch::default(), Vec::new());
         let (mut fullest, mut all) = (0, 0);
         for i in 0..n {
@@ -1061,7 +1068,6 @@ mod tests {
                 extractor.extract(&record.text, &mut scratch, |c, item| counts.add(c, item))
             };
             windows.record(
-                0,
                 &record.group,
                 record.event_time,
                 i as i64,

@@ -19,13 +19,18 @@
 //! `bench/requirements.txt` for `python3`, or `PYTHON=path`), `--json=FILE` (default
 //! `target/e2e.json`). Under `cargo test --all-targets` it makes a quick run of 2500 records.
 
+// The benchmarks use only part of the integration-test harness.
+#[allow(dead_code)]
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/measure.rs"]
+mod measure;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+use measure::*;
 use rdkafka::consumer::Consumer;
 use rdkafka::Message;
 use serde_json::{json, Value};
@@ -162,7 +167,7 @@ fn main() {
 /// Reads every record of the stream's topic with trendstream's consumer settings and no
 /// processing; returns the seconds it took and the records' texts.
 fn raw_consume(brokers: &str, stream: &mut Stream, partitions: i32) -> (f64, Vec<String>) {
-    let consumer = reader(brokers);
+    let consumer = reader(brokers, &[]);
     let mut assignment = rdkafka::TopicPartitionList::new();
     for p in 0..partitions {
         assignment

@@ -121,12 +121,11 @@ fn hot_path(c: &mut Criterion) {
                 })
                 .collect();
             b.iter(|| {
-                let mut windows = PartitionWindows::new(spec, 20, budget);
+                let mut windows = PartitionWindows::new(0, spec, 20, budget);
                 let mut closed = Vec::new();
                 for (i, record) in items.iter().enumerate() {
                     let group = ["r1", "r2", "r3", "r4"][i % 4];
                     windows.record(
-                        0,
                         group,
                         i as i64 * 50,
                         i as i64,

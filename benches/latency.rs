@@ -31,13 +31,18 @@
 //! run (2000 records/s for 15 s, slide 2s) and checks only outcomes: probe latencies were
 //! observed, every closed probe window reached Redis, every record was committed.
 
+// The benchmarks use only part of the integration-test harness.
+#[allow(dead_code)]
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/measure.rs"]
+mod measure;
 
 use std::process::{Child, Command};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::*;
+use measure::*;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use serde_json::{json, Value};

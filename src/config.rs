@@ -60,7 +60,7 @@ pub enum ConfigError {
         value: String,
         reason: String,
     },
-    #[error("cannot read extract.stop_words_file ({path}): {source}")]
+    #[error("cannot read extract.stop_words_file ({path})")]
     StopWordsFile {
         path: String,
         source: std::io::Error,
@@ -779,7 +779,8 @@ impl Config {
         parse_size(&self.window.memory_budget).expect("validated when loaded")
     }
 
-    /// The extra stop words from `extract.stop_words_file`.
+    /// The extra stop words from `extract.stop_words_file`, read as
+    /// [`parse_stop_words`](crate::extract::parse_stop_words) says.
     pub fn extra_stop_words(&self) -> Result<Vec<String>, ConfigError> {
         let path = &self.extract.stop_words_file;
         if path.as_os_str().is_empty() {
@@ -789,10 +790,7 @@ impl Config {
             path: path.display().to_string(),
             source,
         })?;
-        Ok(text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        Ok(crate::extract::parse_stop_words(&text)
             .map(str::to_owned)
             .collect())
     }

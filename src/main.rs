@@ -123,7 +123,8 @@ fn main() -> ExitCode {
     match real_main() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("trendstream: {err:#}");
+            // Each cause once, after its context, as `{err:#}` would show them.
+            eprintln!("trendstream: {}", trendstream::redact::error(&*err));
             ExitCode::FAILURE
         }
     }
@@ -213,7 +214,7 @@ fn real_main() -> anyhow::Result<()> {
         }
         Command::Health { addr, path } => {
             let healthy = trendstream::observe::probe(&addr, &path, Duration::from_secs(3))
-                .map_err(|err| anyhow::anyhow!("cannot reach {addr}: {err}"))?;
+                .with_context(|| format!("cannot reach {addr}"))?;
             anyhow::ensure!(healthy, "{addr}{path} did not answer 200");
         }
         Command::Watch {

@@ -37,6 +37,24 @@ pub fn value(name: &str, value: &str) -> String {
     }
 }
 
+/// `err` and its causes on one line, as [`text`] allows: each message after the one it
+/// explains, joined by `": "` (like `{:#}` of an `anyhow::Error`). A cause whose text its
+/// parent's message holds already is left out: some errors (rdkafka's `KafkaError`, redis's
+/// `RedisError`) print their source in their own message, and each cause is shown once.
+pub fn error(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut shown: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(err) = next {
+        let message = err.to_string();
+        // Held by the last message shown: by the parent, or by what holds the parent.
+        if shown.last().is_none_or(|parent| !parent.contains(&message)) {
+            shown.push(message);
+        }
+        next = err.source();
+    }
+    text(&shown.join(": "))
+}
+
 /// `text` with the user info of every URL in it replaced by [`REDACTED`]:
 /// `redis://user:pass@host:6379/0` → `redis://***@host:6379/0`. The user info is taken to end
 /// at the last `@` before the end of the authority, so an unescaped `@` in a password is
@@ -87,6 +105,34 @@ fn starts_with_scheme(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_shows_each_cause_once_after_its_context_and_redacted() {
+        /// Prints its source in its own message, as `RedisError` does.
+        #[derive(Debug, thiserror::Error)]
+        #[error("{0}")]
+        struct Repeats(#[source] std::io::Error);
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot connect to redis://me:hunter2@h:1")]
+        struct Connect(#[source] Repeats);
+        #[derive(Debug, thiserror::Error)]
+        #[error("gave up")]
+        struct GaveUp(#[source] Connect);
+
+        let io = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let err = GaveUp(Connect(Repeats(io)));
+        assert_eq!(
+            error(&err),
+            "gave up: cannot connect to redis://***@h:1: connection refused"
+        );
+
+        // rdkafka's errors print their error code, and give it as their source.
+        use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+        let code = RDKafkaErrorCode::BrokerTransportFailure;
+        let err = KafkaError::MetadataFetch(code);
+        assert_eq!(error(&err), err.to_string());
+        assert_eq!(err.to_string().matches(&code.to_string()).count(), 1);
+    }
 
     #[test]
     fn password_secret_and_key_parts_are_secret() {

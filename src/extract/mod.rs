@@ -31,7 +31,11 @@ pub enum Category {
 }
 
 impl Category {
-    pub const ALL: [Category; 6] = [
+    /// The number of categories: the length of per-category arrays.
+    pub const COUNT: usize = Category::Keyword as usize + 1;
+
+    /// Every category, in [`index`](Category::index) order.
+    pub const ALL: [Category; Category::COUNT] = [
         Category::Term,
         Category::Hashtag,
         Category::Mention,
@@ -46,8 +50,17 @@ impl Category {
     }
 }
 
-/// The built-in stop words, one per line.
+/// The built-in stop words, in the format [`parse_stop_words`] reads.
 const STOP_WORDS: &str = include_str!("stopwords.txt");
+
+/// The stop words of a stop-word file (the built-in list or `extract.stop_words_file`): one
+/// word a line, surrounding white space ignored; blank lines and lines whose first
+/// non-blank character is `#` are skipped (so a stop word cannot start with `#`).
+pub fn parse_stop_words(text: &str) -> impl Iterator<Item = &str> {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+}
 
 /// Settings of an [`Extractor`].
 #[derive(Debug, Clone)]
@@ -87,11 +100,13 @@ pub struct Extractor {
 
 impl Extractor {
     pub fn new(options: &ExtractOptions) -> Extractor {
-        let stop_words = STOP_WORDS
-            .lines()
-            .chain(options.extra_stop_words.iter().map(String::as_str))
-            .map(str::trim)
-            .filter(|w| !w.is_empty() && !w.starts_with("# "))
+        let extra = options
+            .extra_stop_words
+            .iter()
+            .map(|w| w.trim())
+            .filter(|w| !w.is_empty());
+        let stop_words = parse_stop_words(STOP_WORDS)
+            .chain(extra)
             .map(normalise)
             .collect();
         let keywords: Vec<String> = options
@@ -114,6 +129,13 @@ impl Extractor {
             min_term_chars: options.min_term_chars,
             max_term_chars: options.max_term_chars,
         }
+    }
+
+    /// The stop words in effect — built-in and extra, normalised — in byte order.
+    pub fn stop_words(&self) -> Vec<&str> {
+        let mut words: Vec<&str> = self.stop_words.iter().map(String::as_str).collect();
+        words.sort_unstable();
+        words
     }
 
     /// Calls `emit` once for each distinct (category, item) in `text`.
@@ -182,8 +204,8 @@ impl Extractor {
     }
 
     /// Every item of `text`, grouped by category and sorted; for tests and tools.
-    pub fn extract_all(&self, text: &str) -> [Vec<String>; 6] {
-        let mut out: [Vec<String>; 6] = Default::default();
+    pub fn extract_all(&self, text: &str) -> [Vec<String>; Category::COUNT] {
+        let mut out: [Vec<String>; Category::COUNT] = Default::default();
         self.extract(text, &mut Scratch::default(), |c, item| {
             out[c.index()].push(item.to_owned())
         });
@@ -283,6 +305,17 @@ mod tests {
         let ex = Extractor::new(&ExtractOptions::default());
         let [terms, ..] = ex.extract_all("我的天 666 2333 !!! 主播");
         assert_eq!(terms, vec!["主播".to_owned()]);
+    }
+
+    #[test]
+    fn stop_word_files_skip_blank_lines_and_comments() {
+        let text =
+            "# a comment\n  主播 \n\n#no space is a comment too\n   # indented\nthe\r\nC# \n";
+        let words: Vec<&str> = parse_stop_words(text).collect();
+        assert_eq!(words, vec!["主播", "the", "C#"]);
+        // The built-in list is read with the same rule: its comments are not stop words.
+        assert!(parse_stop_words(STOP_WORDS).all(|w| !w.contains(' ')));
+        assert!(parse_stop_words(STOP_WORDS).count() > 200);
     }
 
     #[test]

@@ -16,10 +16,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use governor::{Quota, RateLimiter};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::KafkaError;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::ClientConfig;
 use tracing::{info, warn};
+
+use crate::sink::kafka::{send_queued, Queued};
 
 /// Delivery futures kept before the oldest is awaited.
 const MAX_IN_FLIGHT: usize = 50_000;
@@ -94,9 +96,9 @@ pub struct GenerateReport {
 
 #[derive(Debug, thiserror::Error)]
 pub enum GenerateError {
-    #[error("cannot create producer: {0}")]
-    CreateProducer(rdkafka::error::KafkaError),
-    #[error("cannot deliver to {topic}: {source}")]
+    #[error("cannot create producer")]
+    CreateProducer(#[source] rdkafka::error::KafkaError),
+    #[error("cannot deliver to {topic}")]
     Deliver {
         topic: String,
         source: rdkafka::error::KafkaError,
@@ -226,7 +228,7 @@ fn now_ms() -> i64 {
 /// Enqueues one record, waiting for old deliveries while the window or librdkafka's queue is
 /// full.
 async fn send<'a>(
-    producer: &FutureProducer,
+    producer: &'a FutureProducer,
     in_flight: &mut InFlight<'a>,
     topic: &'a str,
     key: &str,
@@ -235,23 +237,15 @@ async fn send<'a>(
     if in_flight.len() >= MAX_IN_FLIGHT {
         settle_oldest(in_flight).await?;
     }
-    let mut record = FutureRecord::to(topic).key(key).payload(payload);
-    loop {
-        match producer.send_result(record) {
-            Ok(delivery) => {
-                in_flight.push_back((topic, delivery));
-                return Ok(());
-            }
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                record = back;
-                if !settle_oldest(in_flight).await? {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-            }
-            Err((source, _)) => {
-                let topic = topic.to_owned();
-                return Err(GenerateError::Deliver { topic, source });
-            }
+    let record = FutureRecord::to(topic).key(key).payload(payload);
+    match send_queued(in_flight, |_| producer, settle_oldest, record).await? {
+        Queued::Sent(delivery) => {
+            in_flight.push_back((topic, delivery));
+            Ok(())
+        }
+        Queued::Failed(source, _) => {
+            let topic = topic.to_owned();
+            Err(GenerateError::Deliver { topic, source })
         }
     }
 }

@@ -50,11 +50,11 @@ const SUMMARY_EVERY: Duration = Duration::from_secs(10);
 pub enum RunError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("cannot create the Kafka consumer: {0}")]
+    #[error("cannot create the Kafka consumer")]
     CreateConsumer(#[source] KafkaError),
-    #[error("cannot create the Kafka producer: {0}")]
+    #[error("cannot create the Kafka producer")]
     CreateProducer(#[source] KafkaError),
-    #[error("cannot read topic metadata from kafka.brokers ({brokers}): {source}")]
+    #[error("cannot read topic metadata from kafka.brokers ({brokers})")]
     Metadata {
         brokers: String,
         #[source]
@@ -65,13 +65,13 @@ pub enum RunError {
     KafkaRefused { brokers: String, reason: String },
     #[error("{key} ({topic}) names a topic that does not exist")]
     MissingTopic { key: String, topic: String },
-    #[error("cannot subscribe: {0}")]
+    #[error("cannot subscribe")]
     Subscribe(#[source] KafkaError),
-    #[error("Kafka consumer failed: {0}")]
+    #[error("Kafka consumer failed")]
     Consume(#[source] KafkaError),
     #[error(transparent)]
     Sink(#[from] SinkError),
-    #[error("cannot listen on http.listen ({addr}): {source}")]
+    #[error("cannot listen on http.listen ({addr})")]
     Listen {
         addr: String,
         #[source]

@@ -154,7 +154,10 @@ impl Leases {
                     self.rejoin.store(true, Ordering::Relaxed);
                 }
                 Ok(false) => debug!("Another instance is rejoining the group."),
-                Err(err) => warn!(error = %err, "Cannot claim the group's rejoin."),
+                Err(err) => {
+                    let error = crate::redact::error(&err);
+                    warn!(%error, "Cannot claim the group's rejoin.");
+                }
             }
         }
     }
@@ -196,7 +199,8 @@ impl Leases {
                     .collect(),
             ),
             Err(err) => {
-                warn!(error = %err, "Cannot renew or read partition leases.");
+                let error = crate::redact::error(&err);
+                warn!(%error, "Cannot renew or read partition leases.");
                 None
             }
         }

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders, ToBytes};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::ClientConfig;
 use serde::Serialize;
@@ -320,35 +320,31 @@ impl KafkaSink {
     async fn enqueue(
         &mut self,
         target: Target,
-        mut record: FutureRecord<'_, [u8], [u8]>,
+        record: FutureRecord<'_, [u8], [u8]>,
     ) -> Result<(), SinkError> {
-        loop {
-            match self.producer.send_result(record) {
-                Ok(delivery) => {
-                    self.pending.push((target, delivery));
-                    return Ok(());
-                }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    // The local queue is full: let deliveries drain before trying again.
-                    self.await_pending().await?;
-                    if self.pending.is_empty() {
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
-                }
-                Err((source, back)) if is_refusal(&source) => {
-                    self.skipped += 1;
-                    log_skipped(back.topic, back.key, &source);
-                    return Ok(());
-                }
-                Err((source, back)) => {
-                    return Err(SinkError::KafkaProduce {
-                        topic: back.topic.to_owned(),
-                        source,
-                    })
-                }
+        let settle = KafkaSink::settle_for_queue;
+        match send_queued(self, |sink| &sink.producer, settle, record).await? {
+            Queued::Sent(delivery) => {
+                self.pending.push((target, delivery));
+                Ok(())
             }
+            Queued::Failed(source, back) if is_refusal(&source) => {
+                self.skipped += 1;
+                log_skipped(back.topic, back.key, &source);
+                Ok(())
+            }
+            Queued::Failed(source, back) => Err(SinkError::KafkaProduce {
+                topic: back.topic.to_owned(),
+                source,
+            }),
         }
+    }
+
+    /// Makes room in a full queue: awaits every pending delivery, and asks for the pause
+    /// before the next try all the same (false).
+    async fn settle_for_queue(&mut self) -> Result<bool, SinkError> {
+        self.await_pending().await?;
+        Ok(false)
     }
 
     async fn await_pending(&mut self) -> Result<(), SinkError> {
@@ -389,6 +385,45 @@ impl KafkaSink {
     pub fn close(&self, timeout: Duration) {
         if let Err(err) = self.producer.flush(timeout) {
             tracing::warn!(error = %err, "Producer did not flush before shutdown.");
+        }
+    }
+}
+
+/// What became of a record handed to librdkafka by [`send_queued`].
+pub enum Queued<'r, K: ToBytes + ?Sized, P: ToBytes + ?Sized> {
+    /// In librdkafka's queue: the delivery is yet to be awaited.
+    Sent(DeliveryFuture),
+    /// Refused for another reason than a full queue: the error and the record.
+    Failed(KafkaError, FutureRecord<'r, K, P>),
+}
+
+/// How long to pause before trying again when the queue is full and `settle` awaited nothing.
+const QUEUE_FULL_PAUSE: Duration = Duration::from_millis(5);
+
+/// Hands `record` to the producer that `producer` finds in `state`. While librdkafka's local
+/// queue is full, awaits outstanding deliveries with `settle` and tries again: at once when
+/// `settle` says it awaited some, after [`QUEUE_FULL_PAUSE`] when not. An error of `settle`
+/// ends the attempt.
+pub async fn send_queued<'r, S, K, P, E>(
+    state: &mut S,
+    producer: impl Fn(&S) -> &FutureProducer,
+    mut settle: impl AsyncFnMut(&mut S) -> Result<bool, E>,
+    mut record: FutureRecord<'r, K, P>,
+) -> Result<Queued<'r, K, P>, E>
+where
+    K: ToBytes + ?Sized,
+    P: ToBytes + ?Sized,
+{
+    loop {
+        match producer(state).send_result(record) {
+            Ok(delivery) => return Ok(Queued::Sent(delivery)),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                if !settle(state).await? {
+                    tokio::time::sleep(QUEUE_FULL_PAUSE).await;
+                }
+            }
+            Err((source, back)) => return Ok(Queued::Failed(source, back)),
         }
     }
 }

@@ -14,28 +14,32 @@ use tokio::time::Instant;
 
 use crate::config::RetryConfig;
 
+/// Messages do not repeat their source's text: show an error with its causes, once each and
+/// redacted, with [`redact::error`](crate::redact::error).
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
-    #[error("Redis write failed: {0}")]
+    #[error("Redis write failed")]
     RedisWrite(#[source] ::redis::RedisError),
-    #[error("Redis read failed: {0}")]
+    #[error("Redis read failed")]
     RedisRead(#[source] ::redis::RedisError),
     /// `url` is redacted by whoever makes one; the source's text is redacted when shown.
-    #[error("cannot connect to Redis at {url}: {}", crate::redact::text(&source.to_string()))]
+    #[error("cannot connect to Redis at {url}")]
     RedisConnect {
         url: String,
         #[source]
         source: ::redis::RedisError,
     },
-    #[error("cannot produce to {topic}: {source}")]
+    #[error("cannot produce to {topic}")]
     KafkaProduce {
         topic: String,
         #[source]
         source: rdkafka::error::KafkaError,
     },
-    #[error("gave up after {elapsed:?} of failures; last: {last}")]
+    /// The source is the last failure.
+    #[error("gave up after {} of failures", humantime::format_duration(whole_ms(*.elapsed)))]
     GaveUp {
         elapsed: Duration,
+        #[source]
         last: Box<SinkError>,
     },
 }
@@ -80,6 +84,11 @@ fn is_tls_rejection(err: &::redis::RedisError) -> bool {
     }
 }
 
+/// `d` without its fraction of a millisecond, for messages.
+fn whole_ms(d: Duration) -> Duration {
+    Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// Runs `attempt` until it succeeds, backing off from `initial_backoff`, doubling up to
 /// `max_backoff`, each wait [`jittered`]; after `give_up_after` of failures, returns
 /// [`SinkError::GaveUp`]. A [permanent](SinkError::is_permanent) error is returned at once.
@@ -114,7 +123,8 @@ where
                     });
                 }
                 let wait = jittered(backoff, rand::random::<f64>());
-                tracing::warn!(what, failures, error = %err, ?wait, "Write failed; retrying.");
+                let error = crate::redact::error(&err);
+                tracing::warn!(what, failures, %error, ?wait, "Write failed; retrying.");
                 tokio::time::sleep(wait).await;
                 backoff = (backoff * 2).min(retry.max_backoff);
             }
@@ -184,6 +194,24 @@ mod tests {
         assert!(
             elapsed >= Duration::from_secs(5) && elapsed <= Duration::from_secs(6),
             "{elapsed:?}"
+        );
+    }
+
+    #[test]
+    fn giving_up_says_how_long_in_whole_milliseconds_and_shows_the_last_failure_once() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let err = SinkError::GaveUp {
+            elapsed: Duration::from_nanos(61_234_567_891),
+            last: Box::new(SinkError::RedisConnect {
+                url: "redis://***@h:1".to_owned(),
+                source: ::redis::RedisError::from(refused),
+            }),
+        };
+        assert_eq!(err.to_string(), "gave up after 1m 1s 234ms of failures");
+        assert_eq!(
+            crate::redact::error(&err),
+            "gave up after 1m 1s 234ms of failures: cannot connect to Redis at redis://***@h:1: \
+             connection refused"
         );
     }
 

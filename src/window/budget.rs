@@ -60,8 +60,7 @@ impl PartitionWindows {
         }
     }
 
-    /// Cuts the largest summaries of a pane, the largest first (ties: by stream, group key,
-    /// category), until its counters take at most seven eighths of the pane budget. Summaries
+    /// Cuts the largest summaries of a pane, the largest first (ties: by group key, category), until its counters take at most seven eighths of the pane budget. Summaries
     /// of `top_k` counters or fewer are left alone: when only those remain, the pane stays over
     /// its budget and is cut again only after growing by another eighth of it.
     fn cut_pane(&mut self, pane: i64) {
@@ -69,26 +68,27 @@ impl PartitionWindows {
         let target = self.pane_bytes - self.pane_bytes / 8;
         let floor = self.top_k;
         let mut largest = BinaryHeap::new();
-        for (stream, key) in &index.groups {
-            let counts = &self.groups[usize::from(*stream)][key][&pane];
+        for key in &index.groups {
+            let counts = &self.groups[key][&pane];
             for (category, summary) in counts.items.iter().enumerate() {
                 if summary.len() > floor {
-                    largest.push((summary.len(), Reverse((*stream, key.clone(), category))));
+                    largest.push((summary.len(), Reverse((key.clone(), category))));
                 }
             }
         }
         while index.bytes > target {
-            let Some((_, Reverse((stream, key, category)))) = largest.pop() else {
+            let Some((_, Reverse((key, category)))) = largest.pop() else {
                 break;
             };
-            let counts = self.groups[usize::from(stream)]
+            let counts = self
+                .groups
                 .get_mut(&key)
                 .and_then(|panes| panes.get_mut(&pane))
                 .expect("a group of the pane holds it");
             let summary = &mut counts.items[category];
             index.bytes -= summary.cut();
             if summary.len() > floor {
-                largest.push((summary.len(), Reverse((stream, key, category))));
+                largest.push((summary.len(), Reverse((key, category))));
             }
         }
         index.cut_above = if index.bytes <= self.pane_bytes {
@@ -114,7 +114,7 @@ mod tests {
             max_groups: usize::MAX,
         };
         assert_eq!(budget.pane_bytes(&SPEC), 8 << 10);
-        let mut w = PartitionWindows::new(SPEC, 5, budget);
+        let mut w = PartitionWindows::new(0, SPEC, 5, budget);
         let mut closed = Vec::new();
         for i in 0..2_000 {
             // A quiet group of ten items, and a busy one: a heavy item every fourth record,
@@ -132,7 +132,11 @@ mod tests {
         closed.extend(feed(&mut w, "quiet", 10_000, &[]).1);
         let first = |group: &str| closed.iter().find(|c| &*c.group == group).unwrap();
         let quiet = first("quiet");
-        assert_eq!(quiet.error, [0; 6], "the small summary is not cut");
+        assert_eq!(
+            quiet.error,
+            [0; Category::COUNT],
+            "the small summary is not cut"
+        );
         assert!(quiet.top[0].iter().all(|(_, n)| *n == 200));
         let busy = first("busy");
         assert!(busy.error[0] > 0 && busy.error[0] <= 2 * 2_000 / 5);
@@ -156,7 +160,7 @@ mod tests {
                 ..SPEC
             },
         ] {
-            let mut w = PartitionWindows::new(spec, 5, Budget::UNBOUNDED);
+            let mut w = PartitionWindows::new(0, spec, 5, Budget::UNBOUNDED);
             let mut most = 0;
             for i in 0..5_000 {
                 // Mostly advancing, out of order by up to twice the out-of-orderness, some
@@ -165,7 +169,7 @@ mod tests {
                     - rng.random_range(0..=2 * spec.out_of_orderness + 1)
                     - if rng.random_bool(0.05) { 70 } else { 0 };
                 let mut closed = Vec::new();
-                w.record(0, "g", t, i, |c| c.add(Category::Term, "x"), &mut closed);
+                w.record("g", t, i, |c| c.add(Category::Term, "x"), &mut closed);
                 most = most.max(w.panes.len() as i64);
                 assert!(most <= spec.live_panes(), "{spec:?}: {most} panes");
             }

@@ -1,5 +1,5 @@
-//! Window: event-time sliding windows per (stream, group key), for the records of one
-//! partition. Pure: values in, closed windows out.
+//! Window: event-time sliding windows per group key, for the records of one partition (of
+//! one stream). Pure: values in, closed windows out.
 //!
 //! Windows are `[window_start, window_start + width)` with `window_start` a multiple of
 //! `slide` (aligned to the epoch). Counts are kept per *pane* — one slide of event time — and a
@@ -45,9 +45,6 @@ type Map<K, V> = HashMap<K, V, summary::RandomState>;
 /// Index of a stream in the configured list of enabled streams.
 pub type StreamId = u16;
 
-/// A group: the stream it belongs to and its key.
-pub type GroupKey = (StreamId, Arc<str>);
-
 /// Width, slide and out-of-orderness, in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WindowSpec {
@@ -79,7 +76,7 @@ pub struct Counts {
     /// Messages in the pane.
     pub messages: u64,
     /// Per [`Category`].
-    items: [Summary; 6],
+    items: [Summary; Category::COUNT],
 }
 
 impl Counts {
@@ -129,15 +126,17 @@ pub struct ClosedWindow {
     pub window_end: i64,
     pub messages: u64,
     /// Top-K `(item, count)` per [`Category`], by count descending then item ascending.
-    pub top: [Vec<(String, u64)>; 6],
+    pub top: [Vec<(String, u64)>; Category::COUNT],
     /// Per [`Category`], the most a listed count may be below the true one (counts are never
     /// above it): 0 when they are exact.
-    pub error: [u64; 6],
+    pub error: [u64; Category::COUNT],
 }
 
 /// Window state of one partition.
 #[derive(Debug)]
 pub struct PartitionWindows {
+    /// The stream of the partition: its closed windows carry it.
+    stream: StreamId,
     spec: WindowSpec,
     top_k: usize,
     budget: Budget,
@@ -147,8 +146,8 @@ pub struct PartitionWindows {
     max_event_time: Option<i64>,
     /// Every window ending at or before this has closed.
     closed_end: Option<i64>,
-    /// Open panes of each group, by stream, then group key, then pane start.
-    groups: Vec<Map<Arc<str>, Panes>>,
+    /// Open panes of each group, by group key, then pane start.
+    groups: Map<Arc<str>, Panes>,
     /// The groups holding data in each pane, by pane start.
     panes: BTreeMap<i64, Pane>,
 }
@@ -157,7 +156,7 @@ pub struct PartitionWindows {
 /// pane's counters take.
 #[derive(Debug, Default)]
 struct Pane {
-    groups: BTreeSet<GroupKey>,
+    groups: BTreeSet<Arc<str>>,
     first_offset: Option<i64>,
     /// Bytes charged for the counters of every group in the pane.
     bytes: usize,
@@ -175,22 +174,30 @@ pub struct WatermarkState {
 }
 
 impl PartitionWindows {
-    pub fn new(spec: WindowSpec, top_k: usize, budget: Budget) -> Self {
-        Self::resume(spec, top_k, budget, WatermarkState::default())
+    /// Empty windows for a partition of `stream`.
+    pub fn new(stream: StreamId, spec: WindowSpec, top_k: usize, budget: Budget) -> Self {
+        Self::resume(stream, spec, top_k, budget, WatermarkState::default())
     }
 
     /// Windows that continue from a saved watermark state: replaying the partition's records
     /// from the saved [`resume_offset`](Self::resume_offset) rebuilds exactly the windows that
     /// were open, and closes nothing twice.
-    pub fn resume(spec: WindowSpec, top_k: usize, budget: Budget, state: WatermarkState) -> Self {
+    pub fn resume(
+        stream: StreamId,
+        spec: WindowSpec,
+        top_k: usize,
+        budget: Budget,
+        state: WatermarkState,
+    ) -> Self {
         PartitionWindows {
+            stream,
             spec,
             top_k,
             budget,
             pane_bytes: budget.pane_bytes(&spec),
             max_event_time: state.max_event_time,
             closed_end: state.closed_end,
-            groups: Vec::new(),
+            groups: Map::default(),
             panes: BTreeMap::new(),
         }
     }
@@ -225,7 +232,7 @@ impl PartitionWindows {
 
     /// Number of groups with open panes.
     pub fn open_groups(&self) -> usize {
-        self.groups.iter().map(HashMap::len).sum()
+        self.groups.len()
     }
 
     /// Places the record at `offset` of `group` at `event_time`: `count` is given the pane's
@@ -233,7 +240,6 @@ impl PartitionWindows {
     /// record's event time closes are appended to `closed`.
     pub fn record(
         &mut self,
-        stream: StreamId,
         group: &str,
         event_time: i64,
         offset: i64,
@@ -247,7 +253,7 @@ impl PartitionWindows {
             _ => Placement::OnTime,
         };
         if placement != Placement::Dropped {
-            let Some(counts) = self.pane_counts(stream, group, pane, offset) else {
+            let Some(counts) = self.pane_counts(group, pane, offset) else {
                 return Placement::Overflow {
                     max_groups: self.budget.max_groups,
                 };
@@ -267,19 +273,8 @@ impl PartitionWindows {
 
     /// The counts of `group` in `pane`, made when new; `None` when the pane holds
     /// `max_groups` other groups already (nothing is changed then).
-    fn pane_counts(
-        &mut self,
-        stream: StreamId,
-        group: &str,
-        pane: i64,
-        offset: i64,
-    ) -> Option<&mut Counts> {
-        let index = usize::from(stream);
-        if self.groups.len() <= index {
-            self.groups.resize_with(index + 1, Map::default);
-        }
-        let groups = &mut self.groups[index];
-        let key = match groups.get_key_value(group) {
+    fn pane_counts(&mut self, group: &str, pane: i64, offset: i64) -> Option<&mut Counts> {
+        let key = match self.groups.get_key_value(group) {
             Some((key, _)) => key.clone(),
             None => Arc::from(group),
         };
@@ -288,14 +283,16 @@ impl PartitionWindows {
             cut_above: pane_bytes,
             ..Pane::default()
         });
-        let group_key = (stream, key.clone());
-        if index.groups.len() >= self.budget.max_groups && !index.groups.contains(&group_key) {
-            return None; // The pane is full: see `Budget::max_groups`.
+        if !index.groups.contains(group) {
+            if index.groups.len() >= self.budget.max_groups {
+                return None; // The pane is full: see `Budget::max_groups`.
+            }
+            index.groups.insert(key.clone());
         }
-        index.groups.insert(group_key);
         index.first_offset = Some(index.first_offset.map_or(offset, |o| o.min(offset)));
         let max_items = self.budget.max_items;
-        let counts = groups
+        let counts = self
+            .groups
             .entry(key)
             .or_default()
             .entry(pane)
@@ -321,7 +318,7 @@ impl PartitionWindows {
                 break;
             }
             let start = end - width;
-            let groups: BTreeSet<GroupKey> = self
+            let groups: BTreeSet<Arc<str>> = self
                 .panes
                 .range(start..end)
                 .flat_map(|(_, pane)| pane.groups.iter().cloned())
@@ -347,23 +344,22 @@ impl PartitionWindows {
                 break;
             }
             let (pane, index) = entry.remove_entry();
-            for (stream, key) in index.groups {
-                let groups = &mut self.groups[usize::from(stream)];
-                if let Some(panes) = groups.get_mut(&key) {
+            for key in index.groups {
+                if let Some(panes) = self.groups.get_mut(&key) {
                     panes.remove(&pane);
                     if panes.is_empty() {
-                        groups.remove(&key);
+                        self.groups.remove(&key);
                     }
                 }
             }
         }
     }
 
-    fn merge(&self, key: &GroupKey, start: i64, end: i64) -> ClosedWindow {
-        let panes = &self.groups[usize::from(key.0)][&key.1];
+    fn merge(&self, key: &Arc<str>, start: i64, end: i64) -> ClosedWindow {
+        let panes = &self.groups[key];
         let panes = || panes.range(start..end).map(|(_, counts)| counts);
-        let mut top: [Vec<(String, u64)>; 6] = Default::default();
-        let mut error = [0; 6];
+        let mut top: [Vec<(String, u64)>; Category::COUNT] = Default::default();
+        let mut error = [0; Category::COUNT];
         for (category, (top, error)) in top.iter_mut().zip(&mut error).enumerate() {
             let summaries = || panes().map(|counts| &counts.items[category]);
             let mut sum: Map<&str, u64> = Map::default();
@@ -395,8 +391,8 @@ impl PartitionWindows {
                 .unwrap_or(0);
         }
         ClosedWindow {
-            stream: key.0,
-            group: key.1.clone(),
+            stream: self.stream,
+            group: key.clone(),
             window_start: start,
             window_end: end,
             messages: panes().map(|counts| counts.messages).sum(),
@@ -436,7 +432,6 @@ mod tests {
     ) -> (Placement, Vec<ClosedWindow>) {
         let mut closed = Vec::new();
         let placement = w.record(
-            0,
             group,
             t,
             t,
@@ -452,13 +447,12 @@ mod tests {
             max_groups: 1_000,
             ..Budget::UNBOUNDED
         };
-        let mut w = PartitionWindows::new(SPEC, 10, budget);
+        let mut w = PartitionWindows::new(0, SPEC, 10, budget);
         let mut closed = Vec::new();
         let mut overflow = 0;
         for i in 0..1_000_000_i64 {
             // Ten panes of event time, a new key every record.
             let placement = w.record(
-                0,
                 &format!("k{i}"),
                 i / 100_000 * 10,
                 i,
@@ -493,7 +487,7 @@ mod tests {
 
     #[test]
     fn window_closes_when_watermark_reaches_its_end() {
-        let mut w = PartitionWindows::new(SPEC, 10, Budget::UNBOUNDED);
+        let mut w = PartitionWindows::new(0, SPEC, 10, Budget::UNBOUNDED);
         assert!(feed(&mut w, "a", 3, &["x"]).1.is_empty());
         // Watermark 9: the window [-50, 10) is still open.
         assert!(feed(&mut w, "a", 14, &["x"]).1.is_empty());
@@ -505,7 +499,7 @@ mod tests {
 
     #[test]
     fn a_record_counts_in_every_window_that_holds_it() {
-        let mut w = PartitionWindows::new(SPEC, 10, Budget::UNBOUNDED);
+        let mut w = PartitionWindows::new(0, SPEC, 10, Budget::UNBOUNDED);
         feed(&mut w, "a", 25, &["x"]);
         let (_, closed) = feed(&mut w, "a", 1_000, &[]);
         let ends: Vec<i64> = closed
@@ -520,7 +514,7 @@ mod tests {
 
     #[test]
     fn late_records_count_only_in_open_windows() {
-        let mut w = PartitionWindows::new(SPEC, 10, Budget::UNBOUNDED);
+        let mut w = PartitionWindows::new(0, SPEC, 10, Budget::UNBOUNDED);
         feed(&mut w, "a", 100, &[]);
         // Watermark 95: windows ending at or before 90 are closed.
         assert_eq!(feed(&mut w, "a", 85, &["late"]).0, Placement::PartlyLate);
@@ -540,7 +534,7 @@ mod tests {
 
     #[test]
     fn groups_are_separate_and_closed_in_key_order() {
-        let mut w = PartitionWindows::new(SPEC, 10, Budget::UNBOUNDED);
+        let mut w = PartitionWindows::new(0, SPEC, 10, Budget::UNBOUNDED);
         feed(&mut w, "b", 1, &["x"]);
         feed(&mut w, "a", 2, &["x"]);
         let (_, closed) = feed(&mut w, "c", 15, &[]);
@@ -591,11 +585,14 @@ mod tests {
                 (i64::from(i) / 2, vec![word; (i % 3 + 1) as usize])
             })
             .collect();
-        let capped = run(PartitionWindows::new(SPEC, 20, capped(3)), &records);
-        let uncapped = run(PartitionWindows::new(SPEC, 20, Budget::UNBOUNDED), &records);
+        let capped = run(PartitionWindows::new(0, SPEC, 20, capped(3)), &records);
+        let uncapped = run(
+            PartitionWindows::new(0, SPEC, 20, Budget::UNBOUNDED),
+            &records,
+        );
         assert_eq!(capped, uncapped);
         assert!(capped.iter().any(|c| c.top[0].len() == 18));
-        assert!(capped.iter().all(|c| c.error == [0; 6]));
+        assert!(capped.iter().all(|c| c.error == [0; Category::COUNT]));
     }
 
     #[test]
@@ -611,7 +608,7 @@ mod tests {
                 (1, vec![word])
             })
             .collect();
-        let closed = run(PartitionWindows::new(SPEC, 5, capped(50)), &records);
+        let closed = run(PartitionWindows::new(0, SPEC, 5, capped(50)), &records);
         let window = &closed[0];
         let error = window.error[0];
         assert!(error > 0 && error <= 2 * 2_000 / 50, "error {error}");
@@ -624,24 +621,83 @@ mod tests {
             .all(|c| c.top == window.top && c.error == window.error));
     }
 
+    /// When the caller takes the windows that `record` closed, and what it asks the windows
+    /// about in between.
+    #[derive(Debug, Clone, Copy)]
+    enum Asking {
+        /// One list for the whole run, read once at the end.
+        OnceAtTheEnd,
+        /// A fresh list for every record, read at once.
+        AfterEveryRecord,
+        /// The list taken at random points, the state looked at at others (seeded).
+        AtRandomPoints(u64),
+    }
+
+    /// Every window closed by feeding `records` (group, time, word) and then a far record,
+    /// taken as `asking` says.
+    fn closed_when(asking: Asking, records: &[(&str, i64, &str)]) -> Vec<ClosedWindow> {
+        use rand::{Rng, SeedableRng};
+        let seed = match asking {
+            Asking::AtRandomPoints(seed) => seed,
+            _ => 0,
+        };
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+        let mut w = PartitionWindows::new(0, SPEC, 10, Budget::UNBOUNDED);
+        let (mut all, mut pending) = (Vec::new(), Vec::new());
+        let far = [("g", 10_000, "")];
+        for (offset, &(group, t, word)) in records.iter().chain(&far).enumerate() {
+            let count = |c: &mut Counts| {
+                if !word.is_empty() {
+                    c.add(Category::Term, word);
+                }
+            };
+            match asking {
+                Asking::OnceAtTheEnd => {
+                    w.record(group, t, offset as i64, count, &mut all);
+                }
+                Asking::AfterEveryRecord => {
+                    let mut closed = Vec::new();
+                    w.record(group, t, offset as i64, count, &mut closed);
+                    all.extend(closed);
+                }
+                Asking::AtRandomPoints(_) => {
+                    w.record(group, t, offset as i64, count, &mut pending);
+                    if rng.random_bool(0.3) {
+                        all.append(&mut pending);
+                    }
+                    if rng.random_bool(0.3) {
+                        // Looking changes nothing.
+                        let _ = (w.watermark(), w.watermark_state(), w.resume_offset());
+                        let _ = (w.bytes(), w.fullest_pane_bytes(), w.open_groups());
+                    }
+                }
+            }
+        }
+        all.append(&mut pending);
+        all
+    }
+
     #[test]
     fn results_do_not_depend_on_when_windows_are_asked_for() {
-        // Closing happens inside `record`, so one stream of records gives one result.
+        // Closing happens inside `record`, so one stream of records gives one result however
+        // the caller collects the closed windows.
         let records = [
-            (1, "x"),
-            (7, "y"),
-            (12, "x"),
-            (33, "z"),
-            (31, "x"),
-            (70, "y"),
-            (64, "x"),
+            ("g", 1, "x"),
+            ("g", 7, "y"),
+            ("g", 12, "x"),
+            ("g", 33, "z"),
+            ("g", 31, "x"),
+            ("g", 70, "y"),
+            ("g", 64, "x"),
         ];
-        let mut w = PartitionWindows::new(SPEC, 10, Budget::UNBOUNDED);
-        let mut all = Vec::new();
-        for (t, word) in records {
-            all.extend(feed(&mut w, "g", t, &[word]).1);
+        let all = closed_when(Asking::OnceAtTheEnd, &records);
+        for asking in [
+            Asking::AfterEveryRecord,
+            Asking::AtRandomPoints(1),
+            Asking::AtRandomPoints(2),
+        ] {
+            assert_eq!(closed_when(asking, &records), all, "{asking:?}");
         }
-        all.extend(feed(&mut w, "g", 10_000, &[]).1);
         let messages: Vec<(i64, u64)> = all.iter().map(|c| (c.window_end, c.messages)).collect();
         assert_eq!(
             messages,
@@ -661,5 +717,22 @@ mod tests {
                 (130, 1)
             ]
         );
+
+        // Many groups, disorder and late records.
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(9);
+        let (groups, words) = (["a", "b", "c", "d"], ["x", "y", "z", "w", "v"]);
+        let records: Vec<(&str, i64, &str)> = (0..2_000)
+            .map(|i| {
+                let t = i / 4 - rng.random_range(0..20);
+                let group = groups[rng.random_range(0..groups.len())];
+                (group, t, words[rng.random_range(0..words.len())])
+            })
+            .collect();
+        let all = closed_when(Asking::OnceAtTheEnd, &records);
+        assert!(all.len() > 100, "{} windows", all.len());
+        for asking in [Asking::AfterEveryRecord, Asking::AtRandomPoints(3)] {
+            assert_eq!(closed_when(asking, &records), all, "{asking:?}");
+        }
     }
 }

@@ -54,8 +54,8 @@ struct Counter {
 pub struct Summary<S = RandomState> {
     counters: HashMap<Box<str>, Counter, S>,
     /// Counters held at most: a new item arriving at a summary this full cuts it first. (A
-    /// `u32` keeps the summary as small as before it counted bytes: one of six per group and
-    /// pane.)
+    /// `u32` keeps the summary as small as before it counted bytes: there is one per category
+    /// per group and pane.)
     capacity: u32,
     /// Total taken by the cuts: 0 while the counts are exact.
     cut: u32,

@@ -5,8 +5,6 @@
 //! Services are spawned from one thread that lives as long as the process, under
 //! `setpriv --pdeathsig KILL`, so they die with the test process however it ends.
 
-#![allow(dead_code)]
-
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -275,13 +273,9 @@ pub async fn produce(
 }
 
 /// A consumer of its own group that reads from the start, commits nothing, and has the
-/// settings trendstream uses against tansu.
-pub fn reader(brokers: &str) -> BaseConsumer {
-    reader_with(brokers, &[])
-}
-
-/// A [`reader`] with more librdkafka properties (security settings, say).
-pub fn reader_with(brokers: &str, properties: &[(String, String)]) -> BaseConsumer {
+/// settings trendstream uses against tansu, with more librdkafka `properties` (security
+/// settings, say).
+pub fn reader(brokers: &str, properties: &[(String, String)]) -> BaseConsumer {
     let mut config = ClientConfig::new();
     for (key, value) in properties {
         config.set(key, value);
@@ -308,7 +302,7 @@ pub async fn read_topic(
     read_topic_with(brokers, &[], topic, count, settle).await
 }
 
-/// [`read_topic`] by a [`reader_with`] `properties`.
+/// [`read_topic`] by a reader with more librdkafka `properties`.
 pub async fn read_topic_with(
     brokers: &str,
     properties: &[(String, String)],
@@ -316,7 +310,7 @@ pub async fn read_topic_with(
     count: usize,
     settle: Duration,
 ) -> Vec<OwnedMessage> {
-    let consumer = reader_with(brokers, properties);
+    let consumer = reader(brokers, properties);
     consumer.subscribe(&[topic]).expect("subscribe");
     let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || {
@@ -601,11 +595,6 @@ impl Running {
         self.task.abort();
         let _ = self.task.await;
     }
-
-    /// Waits for `run` to end by itself.
-    pub async fn join(mut self) -> Result<(), trendstream::run::RunError> {
-        (&mut self.task).await.expect("run task")
-    }
 }
 
 /// Creates the input, output and dead-letter topics of `config`, with `partitions` each.
@@ -673,60 +662,6 @@ pub async fn redis(url: &str) -> redis::aio::MultiplexedConnection {
         .get_multiplexed_async_connection()
         .await
         .expect("redis connection")
-}
-
-/// The value of command-line flag `name`, given as `name=value` or `name value`; `Some("")`
-/// for a flag given alone.
-pub fn flag(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().enumerate().find_map(|(i, a)| {
-        if a == name {
-            let next = args.get(i + 1).filter(|v| !v.starts_with('-'));
-            return Some(next.cloned().unwrap_or_default());
-        }
-        a.strip_prefix(name)
-            .and_then(|rest| rest.strip_prefix('='))
-            .map(str::to_owned)
-    })
-}
-
-/// A field of `/proc/<pid>/status` given in kB (`VmRSS`, `VmHWM`), in MiB; `None` when the
-/// process is gone.
-pub fn proc_status_mib(pid: u32, field: &str) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib / 1024.0)
-}
-
-/// User + system CPU seconds of process `pid` (0 when it is gone).
-pub fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let tick = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (tick(11) + tick(12)) / 100.0
-}
-
-/// User + system CPU seconds and peak RSS (MiB) of process `pid`.
-pub fn usage(pid: u32) -> (f64, f64) {
-    (
-        cpu_seconds(pid),
-        proc_status_mib(pid, "VmHWM").unwrap_or(0.0),
-    )
 }
 
 /// Asks `child` to stop (SIGTERM), waits until it has and returns how it ended.

@@ -2,6 +2,10 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+/// Process measurements, shared with the benchmarks (which use more of them).
+#[path = "../../benches/support/measure.rs"]
+#[allow(dead_code)]
+mod measure;
 
 mod chaos;
 mod failures;

@@ -8,6 +8,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
 
 use crate::common::*;
+use crate::measure::proc_status_mib;
 
 /// Distinct room ids in the burst.
 const ROOMS: usize = 1_000_000;

@@ -25,6 +25,57 @@ pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).trim().to_owned()
 }
 
+/// `trendstream run` on the built-in defaults with `env` laid over them, run to its end.
+fn run_with_env(env: &[(&str, &str)]) -> Output {
+    Command::new(BIN)
+        .arg("run")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run trendstream")
+}
+
+/// The last line of stderr — where a failure is told — after checking that none of its
+/// `": "`-separated parts (an error and its causes) shows up again in another.
+fn last_line_with_each_cause_once(out: &Output) -> String {
+    let last = stderr(out).lines().last().unwrap_or_default().to_owned();
+    let parts: Vec<&str> = last.split(": ").collect();
+    for (i, part) in parts.iter().enumerate() {
+        for other in &parts[i + 1..] {
+            assert!(
+                !part.contains(other) && !other.contains(part),
+                "{other:?} and {part:?} in one line: {last}"
+            );
+        }
+    }
+    last
+}
+
+#[test]
+fn a_missing_stop_words_file_stops_start_up_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("missing.txt").display().to_string();
+    let out = run_with_env(&[("TRENDSTREAM_EXTRACT__STOP_WORDS_FILE", &path)]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(
+        last_line_with_each_cause_once(&out),
+        format!(
+            "trendstream: cannot read extract.stop_words_file ({path}): No such file or \
+             directory (os error 2)"
+        )
+    );
+}
+
+#[test]
+fn a_bad_redis_url_stops_start_up_with_one_line() {
+    let out = run_with_env(&[("TRENDSTREAM_REDIS__URL", "localhost:6379")]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let last = last_line_with_each_cause_once(&out);
+    assert!(
+        last.starts_with("trendstream: redis.url (localhost:6379) is not a Redis URL: "),
+        "{last}"
+    );
+}
+
 #[test]
 fn check_config_prints_the_effective_config_with_environment_overrides() {
     let out = check_config(
@@ -175,7 +226,7 @@ async fn missing_topic_stops_start_up_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let out = wait_exit(spawn_run(&config, dir.path(), &[])).await;
     assert_eq!(out.status.code(), Some(1));
-    let last = stderr(&out).lines().last().unwrap_or_default().to_owned();
+    let last = last_line_with_each_cause_once(&out);
     assert_eq!(
         last,
         format!(
@@ -195,10 +246,19 @@ async fn unreachable_redis_is_fatal_after_retrying() {
     let dir = tempfile::tempdir().unwrap();
     let out = wait_exit(spawn_run(&config, dir.path(), &[])).await;
     assert_eq!(out.status.code(), Some(1));
-    let last = stderr(&out).lines().last().unwrap_or_default().to_owned();
+    let last = last_line_with_each_cause_once(&out);
     assert!(
         last.starts_with("trendstream: gave up after")
             && last.contains(&format!("127.0.0.1:{port}")),
+        "{last}"
+    );
+    // How long, in whole milliseconds at most, then the last failure with its cause.
+    let (head, rest) = last.split_once(" of failures: ").expect("the last failure");
+    let took = head.trim_start_matches("trendstream: gave up after ");
+    assert!(humantime::parse_duration(took).is_ok_and(|d| d.subsec_nanos() % 1_000_000 == 0));
+    let connect = format!("cannot connect to Redis at redis://127.0.0.1:{port}: ");
+    assert!(
+        rest.starts_with(&connect) && rest.len() > connect.len(),
         "{last}"
     );
 }

@@ -87,6 +87,19 @@ enum Command {
         /// Event-time step between records with --start-ms.
         #[arg(long, default_value_t = 1)]
         step_ms: i64,
+        /// How long the producer waits to fill a batch (librdkafka `linger.ms`).
+        #[arg(long, default_value_t = 20)]
+        linger_ms: u32,
+        /// Records per batch at most (librdkafka `batch.num.messages`).
+        #[arg(long, default_value_t = 10_000)]
+        batch_records: u32,
+        /// Compression of the batches: none, lz4, zstd, snappy or gzip.
+        #[arg(long, default_value = "none")]
+        compression: String,
+        /// Any other librdkafka producer property, as KEY=VALUE (repeatable): security
+        /// settings, say.
+        #[arg(short = 'X', long = "producer-property", value_parser = key_value)]
+        producer_property: Vec<(String, String)>,
     },
     /// Exit 0 when the HTTP endpoint at --addr answers 200 on --path (a container health
     /// check; the image has no HTTP client).
@@ -167,6 +180,10 @@ fn real_main() -> anyhow::Result<()> {
             seed,
             start_ms,
             step_ms,
+            linger_ms,
+            batch_records,
+            compression,
+            producer_property,
         } => {
             init_logs("info", LogFormat::Text);
             anyhow::ensure!(
@@ -204,7 +221,15 @@ fn real_main() -> anyhow::Result<()> {
                     max_delay_ms,
                     late,
                 },
-                producer: Vec::new(),
+                producer: [
+                    ("linger.ms", linger_ms.to_string()),
+                    ("batch.num.messages", batch_records.to_string()),
+                    ("compression.type", compression),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .chain(producer_property)
+                .collect(),
             };
             let report = runtime.block_on(generate(&opts, shutdown_signal()))?;
             println!(
@@ -272,4 +297,12 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
             _ = term.recv() => {}
         }
     }
+}
+
+/// `KEY=VALUE`, for `-X`.
+fn key_value(arg: &str) -> Result<(String, String), String> {
+    arg.split_once('=')
+        .map(|(k, v)| (k.trim().to_owned(), v.to_owned()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("{arg:?} is not KEY=VALUE"))
 }

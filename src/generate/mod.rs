@@ -82,7 +82,9 @@ pub struct GenerateOptions {
     pub seed: u64,
     pub event_time: EventTime,
     pub disorder: Disorder,
-    /// Extra librdkafka producer properties.
+    /// librdkafka producer properties: how it batches and compresses (`trendstream generate`
+    /// sets `linger.ms` 20, `batch.num.messages` 10000 and no compression unless told
+    /// otherwise, as a fast producer would), security settings.
     pub producer: Vec<(String, String)>,
 }
 
@@ -117,8 +119,6 @@ pub async fn generate(
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", &opts.brokers)
-        .set("linger.ms", "5")
-        .set("compression.type", "lz4")
         .set("queue.buffering.max.messages", "200000");
     for (key, value) in &opts.producer {
         config.set(key, value);

@@ -179,13 +179,17 @@ async fn kill_9_while_records_are_processed_changes_no_count_over_seeded_runs() 
     assert!(failed.is_empty(), "runs not exact, seeds {failed:?}");
 }
 
-/// Writes `count` generated records to the input topics, in multi-record batches as a fast
-/// producer writes them, with event times from `T`.
+/// Writes `count` generated records to the input topics, with event times from `T`, in
+/// multi-record batches of a few hundred records (lz4, `linger.ms` 5): every take-up then
+/// seeks inside a stored batch, as on a busy topic. (With the generator's default batches of
+/// up to 10,000 records, a take-up on tansu rewinds further and waits longer: see
+/// `docs/tansu-mid-batch-fetch.md`.)
 fn generate_into(brokers: &str, danmu: &str, text: &str, count: u64, extra: &[&str]) {
     let out = Command::new(BIN)
         .args(["generate", "--brokers", brokers])
         .args(["--danmu-topic", danmu, "--text-topic", text])
         .args(["--rate", "0", "--count", &count.to_string()])
+        .args(["--linger-ms", "5", "--compression", "lz4"])
         .args(["--start-ms", &T.to_string()])
         .args(extra)
         .output()
@@ -374,9 +378,13 @@ impl Drop for LogsOnFailure<'_> {
     }
 }
 
+/// Starts an instance logging to `log`; it dies with the thread that started it (a runtime
+/// worker of the test), so a failing test leaves no instance behind.
 fn spawn_instance(config: &Path, log: &Path) -> Child {
     let log = std::fs::File::create(log).expect("log file");
-    Command::new(bin())
+    Command::new("setpriv")
+        .args(["--pdeathsig", "KILL", "--"])
+        .arg(bin())
         .args(["run", "--config"])
         .arg(config)
         .stdout(Stdio::null())

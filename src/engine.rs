@@ -328,16 +328,16 @@ impl Engine {
             streams,
             extractor,
             scratch: Scratch::default(),
-            workers: worker_pool(config.batch.workers),
+            workers: worker_pool(config.batch().workers),
             spec: WindowSpec {
                 width: config.width_ms(),
                 slide: config.slide_ms(),
                 out_of_orderness: config.out_of_orderness_ms(),
             },
-            top_k: config.output.top_k,
+            top_k: config.output().top_k,
             budget: Budget::of(config),
-            max_message_bytes: config.input.max_message_bytes,
-            max_ahead_ms: i64::try_from(config.input.max_event_time_ahead.as_millis())
+            max_message_bytes: config.input().max_message_bytes,
+            max_ahead_ms: i64::try_from(config.input().max_event_time_ahead.as_millis())
                 .unwrap_or(i64::MAX),
             settings,
             partitions: HashMap::new(),
@@ -587,7 +587,7 @@ fn worker_pool(workers: usize) -> Option<rayon::ThreadPool> {
 /// and hashed with [`fnv1a`]: the same settings give the same fingerprint in every build and
 /// on every platform.
 fn settings_fingerprint(config: &Config, extractor: &Extractor) -> u64 {
-    let e = &config.extract;
+    let e = config.extract();
     let mut out = Canonical::default();
     out.number("window.width_ms", i128::from(config.width_ms()));
     out.number("window.slide_ms", i128::from(config.slide_ms()));
@@ -595,10 +595,10 @@ fn settings_fingerprint(config: &Config, extractor: &Extractor) -> u64 {
         "window.out_of_orderness_ms",
         i128::from(config.out_of_orderness_ms()),
     );
-    out.number("output.top_k", config.output.top_k as i128);
+    out.number("output.top_k", config.output().top_k as i128);
     out.number("window.memory_budget", config.memory_budget_bytes() as i128);
-    out.number("window.max_items", config.window.max_items as i128);
-    out.number("window.max_groups", config.window.max_groups as i128);
+    out.number("window.max_items", config.window().max_items as i128);
+    out.number("window.max_groups", config.window().max_groups as i128);
     out.number("extract.min_term_chars", e.min_term_chars as i128);
     out.number("extract.max_term_chars", e.max_term_chars as i128);
     let stop_words = extractor.stop_words();
@@ -615,7 +615,7 @@ fn settings_fingerprint(config: &Config, extractor: &Extractor) -> u64 {
         out.text("topic", &stream.topic);
         out.text("group_by", &stream.group_by);
     }
-    let ahead_ms = config.input.max_event_time_ahead.as_millis();
+    let ahead_ms = config.input().max_event_time_ahead.as_millis();
     out.number(
         "input.max_event_time_ahead_ms",
         i128::try_from(ahead_ms).unwrap_or(i128::MAX),
@@ -986,7 +986,7 @@ mod tests {
             for (c, counts) in counts.iter().enumerate() {
                 let counts: HashMap<&str, u64> =
                     counts.iter().map(|(i, n)| (i.as_str(), *n)).collect();
-                let want = crate::window::top_k(counts, config.output.top_k);
+                let want = crate::window::top_k(counts, config.output().top_k);
                 assert_eq!(
                     w.top[c], want,
                     "{} {} category {c}",
@@ -1145,8 +1145,7 @@ mod tests {
     #[test]
     fn partitions_processed_in_parallel_give_what_one_worker_gives() {
         let with_workers = |workers: usize| {
-            let mut config = Config::from_toml("").unwrap();
-            config.batch.workers = workers;
+            let config = Config::from_toml(&format!("[batch]\nworkers = {workers}")).unwrap();
             Engine::new(
                 &config,
                 Arc::new(Extractor::new(&ExtractOptions::default())),

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use rayon::iter::{IntoParallelIterator, ParallelIterator};
 
 use crate::config::Config;
+pub use crate::counters::BatchCounts;
 use crate::decode::{check_ahead, decode, DecodeError};
 use crate::extract::{Extractor, Scratch};
 use crate::window::{
@@ -110,33 +111,6 @@ enum Position {
 /// Each rewind of a partition goes this many times further back than the one before: a
 /// producer's batch holds at most a few thousand records, so three rewinds reach past any.
 const REWIND_FACTOR: i64 = 32;
-
-/// Per-batch counters.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct BatchCounts {
-    pub records: u64,
-    pub dead_letters: u64,
-    pub late_partly: u64,
-    pub late_dropped: u64,
-    /// Records processed again to rebuild windows after a partition moved.
-    pub replayed: u64,
-    pub windows_closed: u64,
-    /// Records the broker skipped when a partition was positioned, and that a rewind could not
-    /// recover (they are no longer in the log): see [`Position`].
-    pub lost: u64,
-}
-
-impl BatchCounts {
-    fn add(&mut self, other: &BatchCounts) {
-        self.records += other.records;
-        self.dead_letters += other.dead_letters;
-        self.late_partly += other.late_partly;
-        self.late_dropped += other.late_dropped;
-        self.replayed += other.replayed;
-        self.windows_closed += other.windows_closed;
-        self.lost += other.lost;
-    }
-}
 
 struct PartitionState {
     windows: PartitionWindows,

@@ -23,7 +23,8 @@ pub struct WindowConfig {
     #[serde(with = "humantime_serde")]
     pub out_of_orderness: Duration,
     /// Memory for the counters of the windows of one partition held, like "64MiB": counts are
-    /// exact while they fit. Read with [`Config::memory_budget_bytes`](super::Config::memory_budget_bytes).
+    /// exact while they fit. Read with
+    /// [`Config::memory_budget_bytes`](super::Config::memory_budget_bytes).
     #[serde(deserialize_with = "size")]
     pub memory_budget: String,
     /// Counters per (group, pane, category) at most, whatever the memory budget.

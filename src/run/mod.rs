@@ -231,19 +231,7 @@ struct Totals {
 
 impl Totals {
     fn log(&self) {
-        let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
-        let m = &self.metrics;
-        info!(
-            batches = get(&m.batches),
-            records = get(&m.records),
-            dead_letters = get(&m.dead_letters),
-            late_partly = get(&m.late_partly),
-            late_dropped = get(&m.late_dropped),
-            replayed = get(&m.replayed),
-            windows_closed = get(&m.windows_closed),
-            open_groups = get(&m.open_groups),
-            "Totals."
-        );
+        self.metrics.log_totals();
     }
 
     fn maybe_log(&mut self) {

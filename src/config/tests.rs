@@ -256,3 +256,20 @@ fn property_names_from_environment_get_their_dots_back() {
     let config = Config::from_toml("[kafka.producer]\nlinger_ms = 50").unwrap();
     assert_eq!(config.kafka().producer["linger.ms"], "50");
 }
+
+#[test]
+fn a_changed_raw_config_is_checked_again() {
+    let config = Config::from_toml("").unwrap();
+    let mut raw = config.to_raw();
+    raw.window.slide = Duration::from_secs(7);
+    assert_eq!(
+        raw.validate().unwrap_err().to_string(),
+        "window.slide (7s) must divide window.width (1m)"
+    );
+    let mut raw = config.to_raw();
+    raw.batch.workers = 3;
+    raw.window.memory_budget = "1MiB".into();
+    let changed = raw.validate().unwrap();
+    assert_eq!(changed.batch().workers, 3);
+    assert_eq!(changed.memory_budget_bytes(), 1 << 20);
+}

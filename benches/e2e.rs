@@ -85,7 +85,7 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async move {
         let base = config("[log]\nlevel = \"warn\"");
-        let brokers = base.kafka.brokers.clone();
+        let brokers = base.kafka().brokers.clone();
         let mut streams = Vec::new();
         for (name, count, share) in [("danmu", danmu, "0"), ("text", posts, "1")] {
             if count == 0 {
@@ -281,23 +281,29 @@ async fn trendstream_run(
     partitions: i32,
     instances: usize,
 ) -> Value {
-    let mut config = base.clone();
-    for (name, s) in config.streams.iter_mut() {
+    let mut raw = base.to_raw();
+    for (name, s) in raw.streams.iter_mut() {
         s.enabled = name == stream.name;
         if s.enabled {
             s.topic = stream.topic.clone();
         }
     }
-    config.kafka.group_id = unique("bench");
-    config.kafka.output_topic = unique("out");
-    config.kafka.dead_letter_topic = unique("dlq");
+    raw.kafka.group_id = unique("bench");
+    raw.kafka.output_topic = unique("out");
+    raw.kafka.dead_letter_topic = unique("dlq");
+    let config = raw.validate().expect("the bench configuration is valid");
     create_topic(
-        &config.kafka.brokers,
-        &config.kafka.output_topic,
+        &config.kafka().brokers,
+        &config.kafka().output_topic,
         partitions,
     )
     .await;
-    create_topic(&config.kafka.brokers, &config.kafka.dead_letter_topic, 1).await;
+    create_topic(
+        &config.kafka().brokers,
+        &config.kafka().dead_letter_topic,
+        1,
+    )
+    .await;
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("trendstream.toml");
     std::fs::write(&file, config.to_toml()).expect("config file");
@@ -314,8 +320,8 @@ async fn trendstream_run(
         })
         .collect();
     let progress = all_committed(
-        &config.kafka.brokers,
-        &config.kafka.group_id,
+        &config.kafka().brokers,
+        &config.kafka().group_id,
         stream,
         partitions,
         started + Duration::from_secs(3600),
@@ -351,10 +357,10 @@ async fn python_run(
     let script = format!("{}/bench/baseline.py", env!("CARGO_MANIFEST_DIR"));
     let group = unique("python");
     let output = unique("py-out");
-    create_topic(&base.kafka.brokers, &output, partitions).await;
+    create_topic(&base.kafka().brokers, &output, partitions).await;
     // The baseline reads two topics; the other one is empty here.
     let other = unique("empty");
-    create_topic(&base.kafka.brokers, &other, 1).await;
+    create_topic(&base.kafka().brokers, &other, 1).await;
     let (danmu, text) = if stream.name == "danmu" {
         (&stream.topic, &other)
     } else {
@@ -364,18 +370,18 @@ async fn python_run(
     let child = Command::new(&python)
         .arg(&script)
         .args([
-            &base.kafka.brokers,
+            &base.kafka().brokers,
             &group,
             danmu,
             text,
             &output,
-            &base.redis.url,
+            &base.redis().url,
         ])
         .stderr(Stdio::null())
         .spawn()
         .expect("start the Python baseline");
     let until = started + Duration::from_secs(seconds);
-    let progress = all_committed(&base.kafka.brokers, &group, stream, partitions, until).await;
+    let progress = all_committed(&base.kafka().brokers, &group, stream, partitions, until).await;
     let secs = started.elapsed().as_secs_f64();
     let (cpu, rss) = usage(child.id());
     terminate(child);

@@ -49,7 +49,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
-use trendstream::config::Config;
+use trendstream::config::RawConfig;
 use trendstream::generate::TrafficGen;
 
 const BIN: &str = env!("CARGO_BIN_EXE_trendstream");
@@ -209,7 +209,7 @@ fn main() {
 
 async fn run(options: &Options, full: bool) -> Value {
     let http = format!("127.0.0.1:{}", free_port());
-    let mut config = common::config(&format!(
+    let config = common::config(&format!(
         r#"
 [log]
 level = "warn"
@@ -225,10 +225,12 @@ listen = "{http}"
         options.width, options.slide, options.out_of_orderness
     ));
     // Batches as the product makes them, not as the tests do.
-    config.batch = Config::from_toml("").expect("defaults").batch;
+    let mut raw = config.to_raw();
+    raw.batch = RawConfig::from_toml("").expect("defaults").batch;
+    let config = raw.validate().expect("the bench configuration is valid");
     create_topics(&config, options.partitions).await;
-    let brokers = config.kafka.brokers.clone();
-    let topic = config.streams["danmu"].topic.clone();
+    let brokers = config.kafka().brokers.clone();
+    let topic = config.streams()["danmu"].topic.clone();
     let slide = config.slide_ms();
     let out_of_orderness = config.out_of_orderness_ms();
     println!(
@@ -269,11 +271,16 @@ listen = "{http}"
     );
 
     let fence_keys: Vec<String> = (0..options.probes)
-        .map(|i| format!("{{{}hot:danmu:probe-{i}}}:window", config.redis.key_prefix))
+        .map(|i| {
+            format!(
+                "{{{}hot:danmu:probe-{i}}}:window",
+                config.redis().key_prefix
+            )
+        })
         .collect();
     let stop_watching = CancellationToken::new();
     let watcher = tokio::spawn(watch_fences(
-        redis(&config.redis.url).await,
+        redis(&config.redis().url).await,
         fence_keys,
         stop_watching.clone(),
     ));
@@ -294,10 +301,14 @@ listen = "{http}"
     let produced = produce(&producer, &topic, options, deliveries).await;
     let cpu_producing = cpu_seconds(pid) - cpu_before;
     let delivered = settler.await.expect("delivery task");
-    let committed_then =
-        committed_sum(&brokers, &config.kafka.group_id, &topic, options.partitions)
-            .await
-            .unwrap_or(0);
+    let committed_then = committed_sum(
+        &brokers,
+        &config.kafka().group_id,
+        &topic,
+        options.partitions,
+    )
+    .await
+    .unwrap_or(0);
     let lag = delivered.records as i64 - committed_then;
     println!(
         "produced {} records in {:.1} s: {:.0}/s (asked {}/s); committed {:.0}/s, lag {lag} at \
@@ -321,9 +332,14 @@ listen = "{http}"
     let mut committed_end = committed_then;
     while committed_end < delivered.records as i64 && drained.elapsed() < drain_deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        committed_end = committed_sum(&brokers, &config.kafka.group_id, &topic, options.partitions)
-            .await
-            .unwrap_or(committed_end);
+        committed_end = committed_sum(
+            &brokers,
+            &config.kafka().group_id,
+            &topic,
+            options.partitions,
+        )
+        .await
+        .unwrap_or(committed_end);
     }
     let drain_seconds = drained.elapsed().as_secs_f64();
     stop_watching.cancel();

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use rayon::iter::{IntoParallelIterator, ParallelIterator};
 
 use crate::config::Config;
+pub use crate::counters::BatchCounts;
 use crate::decode::{check_ahead, decode, DecodeError};
 use crate::extract::{Extractor, Scratch};
 use crate::window::{
@@ -110,33 +111,6 @@ enum Position {
 /// Each rewind of a partition goes this many times further back than the one before: a
 /// producer's batch holds at most a few thousand records, so three rewinds reach past any.
 const REWIND_FACTOR: i64 = 32;
-
-/// Per-batch counters.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct BatchCounts {
-    pub records: u64,
-    pub dead_letters: u64,
-    pub late_partly: u64,
-    pub late_dropped: u64,
-    /// Records processed again to rebuild windows after a partition moved.
-    pub replayed: u64,
-    pub windows_closed: u64,
-    /// Records the broker skipped when a partition was positioned, and that a rewind could not
-    /// recover (they are no longer in the log): see [`Position`].
-    pub lost: u64,
-}
-
-impl BatchCounts {
-    fn add(&mut self, other: &BatchCounts) {
-        self.records += other.records;
-        self.dead_letters += other.dead_letters;
-        self.late_partly += other.late_partly;
-        self.late_dropped += other.late_dropped;
-        self.replayed += other.replayed;
-        self.windows_closed += other.windows_closed;
-        self.lost += other.lost;
-    }
-}
 
 struct PartitionState {
     windows: PartitionWindows,
@@ -328,16 +302,16 @@ impl Engine {
             streams,
             extractor,
             scratch: Scratch::default(),
-            workers: worker_pool(config.batch.workers),
+            workers: worker_pool(config.batch().workers),
             spec: WindowSpec {
                 width: config.width_ms(),
                 slide: config.slide_ms(),
                 out_of_orderness: config.out_of_orderness_ms(),
             },
-            top_k: config.output.top_k,
+            top_k: config.output().top_k,
             budget: Budget::of(config),
-            max_message_bytes: config.input.max_message_bytes,
-            max_ahead_ms: i64::try_from(config.input.max_event_time_ahead.as_millis())
+            max_message_bytes: config.input().max_message_bytes,
+            max_ahead_ms: i64::try_from(config.input().max_event_time_ahead.as_millis())
                 .unwrap_or(i64::MAX),
             settings,
             partitions: HashMap::new(),
@@ -587,7 +561,7 @@ fn worker_pool(workers: usize) -> Option<rayon::ThreadPool> {
 /// and hashed with [`fnv1a`]: the same settings give the same fingerprint in every build and
 /// on every platform.
 fn settings_fingerprint(config: &Config, extractor: &Extractor) -> u64 {
-    let e = &config.extract;
+    let e = config.extract();
     let mut out = Canonical::default();
     out.number("window.width_ms", i128::from(config.width_ms()));
     out.number("window.slide_ms", i128::from(config.slide_ms()));
@@ -595,10 +569,10 @@ fn settings_fingerprint(config: &Config, extractor: &Extractor) -> u64 {
         "window.out_of_orderness_ms",
         i128::from(config.out_of_orderness_ms()),
     );
-    out.number("output.top_k", config.output.top_k as i128);
+    out.number("output.top_k", config.output().top_k as i128);
     out.number("window.memory_budget", config.memory_budget_bytes() as i128);
-    out.number("window.max_items", config.window.max_items as i128);
-    out.number("window.max_groups", config.window.max_groups as i128);
+    out.number("window.max_items", config.window().max_items as i128);
+    out.number("window.max_groups", config.window().max_groups as i128);
     out.number("extract.min_term_chars", e.min_term_chars as i128);
     out.number("extract.max_term_chars", e.max_term_chars as i128);
     let stop_words = extractor.stop_words();
@@ -615,7 +589,7 @@ fn settings_fingerprint(config: &Config, extractor: &Extractor) -> u64 {
         out.text("topic", &stream.topic);
         out.text("group_by", &stream.group_by);
     }
-    let ahead_ms = config.input.max_event_time_ahead.as_millis();
+    let ahead_ms = config.input().max_event_time_ahead.as_millis();
     out.number(
         "input.max_event_time_ahead_ms",
         i128::try_from(ahead_ms).unwrap_or(i128::MAX),
@@ -986,7 +960,7 @@ mod tests {
             for (c, counts) in counts.iter().enumerate() {
                 let counts: HashMap<&str, u64> =
                     counts.iter().map(|(i, n)| (i.as_str(), *n)).collect();
-                let want = crate::window::top_k(counts, config.output.top_k);
+                let want = crate::window::top_k(counts, config.output().top_k);
                 assert_eq!(
                     w.top[c], want,
                     "{} {} category {c}",
@@ -1145,8 +1119,7 @@ mod tests {
     #[test]
     fn partitions_processed_in_parallel_give_what_one_worker_gives() {
         let with_workers = |workers: usize| {
-            let mut config = Config::from_toml("").unwrap();
-            config.batch.workers = workers;
+            let config = Config::from_toml(&format!("[batch]\nworkers = {workers}")).unwrap();
             Engine::new(
                 &config,
                 Arc::new(Extractor::new(&ExtractOptions::default())),

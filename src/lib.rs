@@ -13,12 +13,14 @@
 //! - [`engine`]: decode → extract → window for a batch, its partitions in parallel.
 //! - [`sink`]: Redis leaderboards, window records and dead letters, each with a flush barrier.
 //!
-//! Beside the pipeline: [`observe`] serves metrics and readiness, [`generate`] makes sample
-//! traffic and [`watch`] prints leaderboards; [`redact`] hides secrets wherever configuration
-//! values are shown.
+//! Beside the pipeline: [`counters`] declares every counter once (the engine's per-batch
+//! counts, the metrics, the logged totals); [`observe`] serves metrics and readiness,
+//! [`generate`] makes sample traffic and [`watch`] prints leaderboards; [`redact`] hides
+//! secrets wherever configuration values are shown.
 //! `decode`, `extract`, `window` and `engine` are pure: values in, values out, no I/O.
 
 pub mod config;
+pub mod counters;
 pub mod decode;
 pub mod engine;
 pub mod extract;

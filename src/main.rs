@@ -154,9 +154,9 @@ fn real_main() -> anyhow::Result<()> {
             let format = if json_logs {
                 LogFormat::Json
             } else {
-                config.log.format
+                config.log().format
             };
-            init_logs(&config.log.level, format);
+            init_logs(&config.log().level, format);
             runtime.block_on(trendstream::run::run(config, shutdown))?;
         }
         Command::CheckConfig { config } => {

@@ -6,8 +6,7 @@
 //! rebalance in progress), 503 before that and once shutdown has begun. Counters are atomics
 //! updated once per batch.
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use std::convert::Infallible;
@@ -23,164 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::BatchCounts;
-
-#[derive(Debug, Default)]
-pub struct Metrics {
-    pub batches: AtomicU64,
-    pub records: AtomicU64,
-    pub dead_letters: AtomicU64,
-    pub late_partly: AtomicU64,
-    pub late_dropped: AtomicU64,
-    pub replayed: AtomicU64,
-    pub windows_closed: AtomicU64,
-    pub rejoins: AtomicU64,
-    /// Seeks further back because a partition's first records did not cover its target.
-    pub rewinds: AtomicU64,
-    /// Records skipped by the broker that no rewind could bring back.
-    pub lost: AtomicU64,
-    /// Output records and dead letters the broker refused for good, skipped.
-    pub records_skipped: AtomicU64,
-    /// Gauges.
-    pub partitions_positioning: AtomicU64,
-    pub open_groups: AtomicU64,
-    pub partitions_held: AtomicU64,
-    pub partitions_assigned: AtomicU64,
-    pub partitions_unowned: AtomicU64,
-    pub ready: AtomicBool,
-}
-
-impl Metrics {
-    /// Adds a batch's counts.
-    pub fn add_batch(&self, counts: &BatchCounts) {
-        let add = |c: &AtomicU64, n: u64| c.fetch_add(n, Ordering::Relaxed);
-        add(&self.batches, 1);
-        add(&self.records, counts.records);
-        add(&self.dead_letters, counts.dead_letters);
-        add(&self.late_partly, counts.late_partly);
-        add(&self.late_dropped, counts.late_dropped);
-        add(&self.replayed, counts.replayed);
-        add(&self.windows_closed, counts.windows_closed);
-        add(&self.lost, counts.lost);
-    }
-
-    /// The Prometheus text exposition of every metric.
-    pub fn render(&self) -> String {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let mut out = String::new();
-        for (name, kind, help, value) in [
-            (
-                "batches_total",
-                "counter",
-                "Batches committed.",
-                get(&self.batches),
-            ),
-            (
-                "records_total",
-                "counter",
-                "Records processed (replays included).",
-                get(&self.records),
-            ),
-            (
-                "dead_letters_total",
-                "counter",
-                "Records sent to the dead-letter topic.",
-                get(&self.dead_letters),
-            ),
-            (
-                "late_partly_total",
-                "counter",
-                "Records that missed some of their windows.",
-                get(&self.late_partly),
-            ),
-            (
-                "late_dropped_total",
-                "counter",
-                "Records that missed all of their windows.",
-                get(&self.late_dropped),
-            ),
-            (
-                "replayed_total",
-                "counter",
-                "Records replayed to rebuild windows.",
-                get(&self.replayed),
-            ),
-            (
-                "windows_closed_total",
-                "counter",
-                "Windows closed and written.",
-                get(&self.windows_closed),
-            ),
-            (
-                "rejoins_total",
-                "counter",
-                "Times this instance rejoined the group because partitions had no owner.",
-                get(&self.rejoins),
-            ),
-            (
-                "rewinds_total",
-                "counter",
-                "Times a partition was sent further back because the records delivered did not \
-                 start where it was positioned (or nothing came).",
-                get(&self.rewinds),
-            ),
-            (
-                "lost_total",
-                "counter",
-                "Records the broker skipped that were no longer in the log when rewound to.",
-                get(&self.lost),
-            ),
-            (
-                "records_skipped_total",
-                "counter",
-                "Window records and dead letters the broker refused for good (too large, \
-                 invalid), skipped.",
-                get(&self.records_skipped),
-            ),
-            (
-                "partitions_positioning",
-                "gauge",
-                "Partitions sent to an offset whose first records have not arrived yet.",
-                get(&self.partitions_positioning),
-            ),
-            (
-                "open_groups",
-                "gauge",
-                "Groups with open windows.",
-                get(&self.open_groups),
-            ),
-            (
-                "partitions_held",
-                "gauge",
-                "Partitions whose windows this instance holds.",
-                get(&self.partitions_held),
-            ),
-            (
-                "partitions_assigned",
-                "gauge",
-                "Input partitions assigned to this instance.",
-                get(&self.partitions_assigned),
-            ),
-            (
-                "partitions_unowned",
-                "gauge",
-                "Input partitions without a live lease at the last check.",
-                get(&self.partitions_unowned),
-            ),
-            (
-                "ready",
-                "gauge",
-                "1 when consuming with every partition caught up.",
-                u64::from(self.ready.load(Ordering::Relaxed)),
-            ),
-        ] {
-            let _ = writeln!(out, "# HELP trendstream_{name} {help}");
-            let _ = writeln!(out, "# TYPE trendstream_{name} {kind}");
-            let _ = writeln!(out, "trendstream_{name} {value}");
-        }
-        out
-    }
-}
+pub use crate::counters::Metrics;
 
 /// Bounds on the HTTP endpoint, which anyone on the network may reach.
 #[derive(Debug, Clone, Copy)]
@@ -305,6 +147,7 @@ pub fn probe(addr: &str, path: &str, timeout: std::time::Duration) -> std::io::R
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::counters::BatchCounts;
 
     #[test]
     fn render_lists_every_metric_with_its_value() {

@@ -190,7 +190,7 @@ impl Sinks {
                 terms: &c.top[Category::Term.index()],
             })
             .collect();
-        with_retry(&config.retry, "redis write", || self.redis.write(&boards)).await?;
+        with_retry(config.retry(), "redis write", || self.redis.write(&boards)).await?;
         kafka.flush().await?;
         let skipped = kafka.take_skipped();
         drop(kafka);
@@ -202,8 +202,8 @@ impl Sinks {
             .iter()
             .map(|(t, p, c)| (t.as_str(), *p, *c))
             .collect();
-        let group = config.kafka.group_id.as_str();
-        let refused = with_retry(&config.retry, "checkpoint write", || {
+        let group = config.kafka().group_id.as_str();
+        let refused = with_retry(config.retry(), "checkpoint write", || {
             self.redis.save_checkpoints(group, &checkpoints)
         })
         .await?;

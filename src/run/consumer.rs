@@ -130,7 +130,7 @@ impl ConsumerContext for RebalanceContext {
 }
 
 pub(super) fn create_consumer(config: &Config) -> Result<Kafka, RunError> {
-    let k = &config.kafka;
+    let k = config.kafka();
     let props = k.consumer_properties();
     let mut client = ClientConfig::new();
     for (key, value) in &props {
@@ -167,13 +167,13 @@ async fn fetch_metadata(
         };
         if let Some(reason) = consumer.context().refused() {
             return Err(RunError::KafkaRefused {
-                brokers: config.kafka.brokers.clone(),
+                brokers: config.kafka().brokers.clone(),
                 reason,
             });
         }
         if started.elapsed() >= METADATA_TIMEOUT {
             return Err(RunError::Metadata {
-                brokers: config.kafka.brokers.clone(),
+                brokers: config.kafka().brokers.clone(),
                 source,
             });
         }
@@ -209,10 +209,10 @@ pub(super) async fn check_topics(
         .enabled_streams()
         .map(|(name, s)| (format!("streams.{name}.topic"), s.topic.as_str()))
         .collect();
-    wanted.push(("kafka.output_topic".into(), &config.kafka.output_topic));
+    wanted.push(("kafka.output_topic".into(), &config.kafka().output_topic));
     wanted.push((
         "kafka.dead_letter_topic".into(),
-        &config.kafka.dead_letter_topic,
+        &config.kafka().dead_letter_topic,
     ));
     for (key, topic) in wanted {
         if !exists(topic) {
@@ -234,7 +234,7 @@ pub(super) async fn check_topics(
             .enabled_streams()
             .flat_map(|(_, s)| (0..partitions(&s.topic)).map(|p| (s.topic.clone(), p)))
             .collect(),
-        output_partitions: partitions(&config.kafka.output_topic).max(1),
+        output_partitions: partitions(&config.kafka().output_topic).max(1),
     })
 }
 
@@ -258,9 +258,9 @@ pub(super) async fn poll_batch<'c>(
         };
         match received {
             Ok(message) => {
-                deadline.get_or_insert_with(|| Instant::now() + config.batch.max_wait);
+                deadline.get_or_insert_with(|| Instant::now() + config.batch().max_wait);
                 batch.push(message);
-                if batch.len() >= config.batch.max_records {
+                if batch.len() >= config.batch().max_records {
                     return Ok((batch, false));
                 }
             }
@@ -321,7 +321,7 @@ async fn fresh_start(
 ) -> i64 {
     // With nothing committed, `auto.offset.reset` decides; only "earliest" means the log start.
     let from_log_start = config
-        .kafka
+        .kafka()
         .consumer
         .get("auto.offset.reset")
         .is_none_or(|v| matches!(v.as_str(), "earliest" | "smallest" | "beginning"));
@@ -403,10 +403,10 @@ pub(super) async fn take_up_partitions(
     positions: &mut Positions,
     new: &[(String, i32, Option<i64>)],
 ) -> Result<(), RunError> {
-    let group = config.kafka.group_id.as_str();
+    let group = config.kafka().group_id.as_str();
     for (topic, partition, first_offset) in new {
         let (topic, partition, first_offset) = (topic.as_str(), *partition, *first_offset);
-        let checkpoint = with_retry(&config.retry, "checkpoint read", || {
+        let checkpoint = with_retry(config.retry(), "checkpoint read", || {
             redis.load_checkpoint(group, topic, partition)
         })
         .await?;

@@ -86,18 +86,18 @@ pub(super) type Kafka = StreamConsumer<RebalanceContext>;
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
     let config = Arc::new(config);
     let extractor = Arc::new(Extractor::new(&ExtractOptions {
-        min_term_chars: config.extract.min_term_chars,
-        max_term_chars: config.extract.max_term_chars,
+        min_term_chars: config.extract().min_term_chars,
+        max_term_chars: config.extract().max_term_chars,
         extra_stop_words: config.extra_stop_words()?,
-        watch_keywords: config.extract.watch_keywords.clone(),
+        watch_keywords: config.extract().watch_keywords.clone(),
     }));
     let mut engine = Engine::new(&config, extractor);
     let consumer = Arc::new(create_consumer(&config)?);
     let topology = check_topics(&consumer, &config).await?;
-    let kafka = KafkaSink::new(&config.kafka, topology.output_partitions)
+    let kafka = KafkaSink::new(config.kafka(), topology.output_partitions)
         .map_err(RunError::CreateProducer)?;
-    let redis = with_retry(&config.retry, "redis connect", || {
-        RedisSink::connect(&config.redis)
+    let redis = with_retry(config.retry(), "redis connect", || {
+        RedisSink::connect(config.redis())
     })
     .await?;
     let metrics = Arc::new(Metrics::default());
@@ -118,11 +118,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         Arc::clone(&metrics),
     );
     let stop_http = CancellationToken::new();
-    if !config.http.listen.is_empty() {
-        let listener = TcpListener::bind(&config.http.listen)
+    if !config.http().listen.is_empty() {
+        let listener = TcpListener::bind(&config.http().listen)
             .await
             .map_err(|source| RunError::Listen {
-                addr: config.http.listen.clone(),
+                addr: config.http().listen.clone(),
                 source,
             })?;
         tokio::spawn(observe::serve(
@@ -138,9 +138,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         .map(|(_, s)| s.topic.as_str())
         .collect();
     consumer.subscribe(&topics).map_err(RunError::Subscribe)?;
-    info!(group = %config.kafka.group_id, ?topics, "Consuming.");
+    info!(group = %config.kafka().group_id, ?topics, "Consuming.");
 
-    let mut positions = Positions::new(config.ownership.stall_after, Arc::clone(&metrics));
+    let mut positions = Positions::new(config.ownership().stall_after, Arc::clone(&metrics));
     let mut shutdown = std::pin::pin!(shutdown);
     let mut totals = Totals {
         metrics: Arc::clone(&metrics),
@@ -158,7 +158,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         Ok(())
     };
     loop {
-        let idle_until = Instant::now() + config.ownership.renew_every;
+        let idle_until = Instant::now() + config.ownership().renew_every;
         let (batch, stopping) =
             poll_batch(&consumer, &config, idle_until, shutdown.as_mut()).await?;
         if consumer.context().has_revocations() || batch.is_empty() {
@@ -231,19 +231,7 @@ struct Totals {
 
 impl Totals {
     fn log(&self) {
-        let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
-        let m = &self.metrics;
-        info!(
-            batches = get(&m.batches),
-            records = get(&m.records),
-            dead_letters = get(&m.dead_letters),
-            late_partly = get(&m.late_partly),
-            late_dropped = get(&m.late_dropped),
-            replayed = get(&m.replayed),
-            windows_closed = get(&m.windows_closed),
-            open_groups = get(&m.open_groups),
-            "Totals."
-        );
+        self.metrics.log_totals();
     }
 
     fn maybe_log(&mut self) {

@@ -49,10 +49,14 @@ impl Ownership {
     ) -> Ownership {
         let rejoin = Arc::new(AtomicBool::new(false));
         let leases = Leases {
-            owner: format!("{}-{:016x}", config.kafka.client_id, rand::random::<u64>()),
-            group: config.kafka.group_id.clone(),
+            owner: format!(
+                "{}-{:016x}",
+                config.kafka().client_id,
+                rand::random::<u64>()
+            ),
+            group: config.kafka().group_id.clone(),
             partitions,
-            config: config.ownership.clone(),
+            config: config.ownership().clone(),
             consumer,
             redis,
             metrics: Arc::clone(&metrics),

@@ -33,8 +33,8 @@ impl Budget {
     pub fn of(config: &crate::config::Config) -> Budget {
         Budget {
             memory: config.memory_budget_bytes(),
-            max_items: config.window.max_items,
-            max_groups: config.window.max_groups,
+            max_items: config.window().max_items,
+            max_groups: config.window().max_groups,
         }
     }
 

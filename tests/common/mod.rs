@@ -350,17 +350,17 @@ pub async fn outputs(
     windows: usize,
     dead: usize,
 ) -> (Vec<OwnedMessage>, Vec<OwnedMessage>) {
-    let brokers = &config.kafka.brokers;
+    let brokers = &config.kafka().brokers;
     let out = read_topic(
         brokers,
-        &config.kafka.output_topic,
+        &config.kafka().output_topic,
         windows,
         Duration::from_millis(500),
     )
     .await;
     let dead = read_topic(
         brokers,
-        &config.kafka.dead_letter_topic,
+        &config.kafka().dead_letter_topic,
         dead,
         Duration::from_millis(200),
     )
@@ -599,12 +599,12 @@ impl Running {
 
 /// Creates the input, output and dead-letter topics of `config`, with `partitions` each.
 pub async fn create_topics(config: &Config, partitions: i32) {
-    let brokers = &config.kafka.brokers;
+    let brokers = &config.kafka().brokers;
     for (_, s) in config.enabled_streams() {
         create_topic(brokers, &s.topic, partitions).await;
     }
-    create_topic(brokers, &config.kafka.output_topic, 1).await;
-    create_topic(brokers, &config.kafka.dead_letter_topic, 1).await;
+    create_topic(brokers, &config.kafka().output_topic, 1).await;
+    create_topic(brokers, &config.kafka().dead_letter_topic, 1).await;
 }
 
 /// TOML that gives a test its own topics.

@@ -21,8 +21,8 @@ fn danmu(room: &str, ts: i64, text: &str) -> Vec<u8> {
 async fn bad_records_of_every_kind_are_dead_lettered_and_the_stream_goes_on() {
     let config = config("[input]\nmax_message_bytes = 200\n[streams.text]\nenabled = false\n[window]\nwidth = \"10s\"\nslide = \"10s\"\nout_of_orderness = \"0s\"");
     create_topics(&config, 1).await;
-    let brokers = config.kafka.brokers.clone();
-    let topic = config.streams["danmu"].topic.clone();
+    let brokers = config.kafka().brokers.clone();
+    let topic = config.streams()["danmu"].topic.clone();
     let p = producer(&brokers);
 
     let long = "长".repeat(100);
@@ -59,7 +59,7 @@ async fn bad_records_of_every_kind_are_dead_lettered_and_the_stream_goes_on() {
     let running = start(config.clone());
     let dead = read_topic(
         &brokers,
-        &config.kafka.dead_letter_topic,
+        &config.kafka().dead_letter_topic,
         bad.len() + 1,
         Duration::from_millis(300),
     )
@@ -96,7 +96,7 @@ async fn bad_records_of_every_kind_are_dead_lettered_and_the_stream_goes_on() {
     // The good records around the bad ones were all counted.
     let out = read_topic(
         &brokers,
-        &config.kafka.output_topic,
+        &config.kafka().output_topic,
         1,
         Duration::from_millis(300),
     )
@@ -105,7 +105,7 @@ async fn bad_records_of_every_kind_are_dead_lettered_and_the_stream_goes_on() {
     assert_eq!(window["messages"], 2);
     assert_eq!(window["top_terms"], json!([["主播", 1], ["继续", 1]]));
 
-    let group = config.kafka.group_id.clone();
+    let group = config.kafka().group_id.clone();
     let total = bad.len() as i64 + 4;
     eventually("everything committed", || async {
         committed(&brokers, &group, &topic, 1).await == vec![Some(total)]
@@ -122,9 +122,9 @@ async fn offsets_wait_for_redis_to_acknowledge() {
         "[redis]\nurl = \"{redis_url}\"\n[retry]\ninitial_backoff = \"50ms\"\nmax_backoff = \"200ms\"\n[streams.text]\nenabled = false\n[window]\nwidth = \"10s\"\nslide = \"10s\"\nout_of_orderness = \"0s\""
     ));
     create_topics(&config, 1).await;
-    let brokers = config.kafka.brokers.clone();
-    let topic = config.streams["danmu"].topic.clone();
-    let group = config.kafka.group_id.clone();
+    let brokers = config.kafka().brokers.clone();
+    let topic = config.streams()["danmu"].topic.clone();
+    let group = config.kafka().group_id.clone();
     let p = producer(&brokers);
 
     // trendstream is consuming; then Redis goes away and a batch closes a window.
@@ -140,7 +140,7 @@ async fn offsets_wait_for_redis_to_acknowledge() {
     // The window record is out, so the batch was processed; its offsets are not committed.
     let out = read_topic(
         &brokers,
-        &config.kafka.output_topic,
+        &config.kafka().output_topic,
         1,
         Duration::from_millis(300),
     )
@@ -156,14 +156,14 @@ async fn offsets_wait_for_redis_to_acknowledge() {
     .await;
     let mut r = redis(&redis_url).await;
     let board: Vec<(String, u64)> = r
-        .zrevrange_withscores(format!("{}hot:danmu:r1", config.redis.key_prefix), 0, -1)
+        .zrevrange_withscores(format!("{}hot:danmu:r1", config.redis().key_prefix), 0, -1)
         .await
         .unwrap();
     assert_eq!(board, vec![("主播".to_owned(), 1)]);
     // Retrying Redis did not send the window record again.
     let out = read_topic(
         &brokers,
-        &config.kafka.output_topic,
+        &config.kafka().output_topic,
         1,
         Duration::from_millis(500),
     )
@@ -193,8 +193,8 @@ async fn a_far_future_record_is_dead_lettered_and_changes_nothing_after_it() {
          [window]\nwidth = \"10s\"\nslide = \"10s\"\nout_of_orderness = \"0s\"",
     );
     create_topics(&config, 1).await;
-    let brokers = config.kafka.brokers.clone();
-    let topic = config.streams["danmu"].topic.clone();
+    let brokers = config.kafka().brokers.clone();
+    let topic = config.streams()["danmu"].topic.clone();
     let p = producer(&brokers);
     // Ten seconds of records; in the middle one from a clock in the year 2477. Produced now, so
     // their Kafka timestamps are today's: T lies behind them, the far-future record ahead.
@@ -243,8 +243,8 @@ async fn records_the_broker_refuses_for_good_are_skipped_counted_and_the_stream_
          [http]\nlisten = \"{http}\""
     ));
     create_topics(&config, 1).await;
-    let brokers = config.kafka.brokers.clone();
-    let topic = config.streams["danmu"].topic.clone();
+    let brokers = config.kafka().brokers.clone();
+    let topic = config.streams()["danmu"].topic.clone();
     let p = producer(&brokers);
     // A dead letter of 20,000 bytes: over the producer's 4,000 as it is.
     let junk = "x".repeat(20_000);
@@ -274,7 +274,7 @@ async fn records_the_broker_refuses_for_good_are_skipped_counted_and_the_stream_
     produce(&p, &topic, 0, "z", &danmu("z", T + 20_000, "收尾"), &[]).await;
 
     let running = start(config.clone());
-    let group = config.kafka.group_id.clone();
+    let group = config.kafka().group_id.clone();
     eventually("every record committed", || async {
         committed(&brokers, &group, &topic, 1).await == vec![Some(4)]
     })

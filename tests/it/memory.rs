@@ -77,9 +77,9 @@ async fn a_million_distinct_group_keys_keep_memory_bounded_and_the_process_live(
         "[streams.text]\nenabled = false\n[batch]\nmax_records = 10000\n[http]\nlisten = \"{http}\""
     ));
     create_topics(&config, 1).await;
-    let brokers = config.kafka.brokers.clone();
-    let topic = config.streams["danmu"].topic.clone();
-    let group = config.kafka.group_id.clone();
+    let brokers = config.kafka().brokers.clone();
+    let topic = config.streams()["danmu"].topic.clone();
+    let group = config.kafka().group_id.clone();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("trendstream.toml");
     std::fs::write(&file, config.to_toml()).unwrap();

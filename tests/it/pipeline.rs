@@ -50,8 +50,8 @@ async fn danmu_windows_reach_kafka_and_redis_with_exact_counts() {
         "[window]\nwidth = \"20s\"\nslide = \"10s\"\nout_of_orderness = \"5s\"\n[output]\ntop_k = 3\n[streams.text]\nenabled = false\n[http]\nlisten = \"{http}\"",
     ));
     create_topics(&config, 1).await;
-    let brokers = config.kafka.brokers.clone();
-    let topic = config.streams["danmu"].topic.clone();
+    let brokers = config.kafka().brokers.clone();
+    let topic = config.streams()["danmu"].topic.clone();
     let p = producer(&brokers);
     let records: Vec<(&str, Vec<u8>)> = vec![
         ("r1", danmu("r1", T + 1_000, "主播太强了 #王者荣耀#")),
@@ -80,12 +80,12 @@ async fn danmu_windows_reach_kafka_and_redis_with_exact_counts() {
     let running = start(config.clone());
     let out = read_topic(
         &brokers,
-        &config.kafka.output_topic,
+        &config.kafka().output_topic,
         6,
         Duration::from_millis(500),
     )
     .await;
-    let group = config.kafka.group_id.clone();
+    let group = config.kafka().group_id.clone();
     eventually("the whole batch committed", || async {
         committed(&brokers, &group, &topic, 1).await == vec![Some(8)]
     })
@@ -145,8 +145,8 @@ async fn danmu_windows_reach_kafka_and_redis_with_exact_counts() {
     );
 
     // Redis holds each room's latest closed window: [T+10s, T+30s).
-    let mut r = redis(&config.redis.url).await;
-    let prefix = &config.redis.key_prefix;
+    let mut r = redis(&config.redis().url).await;
+    let prefix = &config.redis().key_prefix;
     let r1: Vec<(String, u64)> = r
         .zrevrange_withscores(format!("{prefix}hot:danmu:r1"), 0, -1)
         .await
@@ -163,7 +163,7 @@ async fn danmu_windows_reach_kafka_and_redis_with_exact_counts() {
     // The bad record went to the dead-letter topic, whole, with the reason.
     let dead = read_topic(
         &brokers,
-        &config.kafka.dead_letter_topic,
+        &config.kafka().dead_letter_topic,
         1,
         Duration::from_millis(200),
     )
@@ -213,9 +213,9 @@ async fn posts_group_by_source_and_danmu_over_partitions_with_numeric_rooms() {
         "[window]\nwidth = \"10s\"\nslide = \"10s\"\nout_of_orderness = \"0s\"\n[output]\ntop_k = 10\n[extract]\nwatch_keywords = [\"退款\"]",
     );
     create_topics(&config, 2).await;
-    let brokers = config.kafka.brokers.clone();
-    let danmu_topic = config.streams["danmu"].topic.clone();
-    let text_topic = config.streams["text"].topic.clone();
+    let brokers = config.kafka().brokers.clone();
+    let danmu_topic = config.streams()["danmu"].topic.clone();
+    let text_topic = config.streams()["text"].topic.clone();
     let p = producer(&brokers);
     let post = |id: &str, source: &str, ts: i64, text: &str| {
         json!({"id": id, "source": source, "user_id": "u9", "ts": ts, "text": text}).to_string()
@@ -261,7 +261,7 @@ async fn posts_group_by_source_and_danmu_over_partitions_with_numeric_rooms() {
     let running = start(config.clone());
     let out = read_topic(
         &brokers,
-        &config.kafka.output_topic,
+        &config.kafka().output_topic,
         4,
         Duration::from_millis(500),
     )
@@ -336,9 +336,13 @@ async fn posts_group_by_source_and_danmu_over_partitions_with_numeric_rooms() {
         expect("text", "zhihu", 1, json!([["人工智能", 1]]), json!({}))
     );
 
-    let mut r = redis(&config.redis.url).await;
+    let mut r = redis(&config.redis().url).await;
     let weibo: Vec<(String, u64)> = r
-        .zrevrange_withscores(format!("{}hot:text:weibo", config.redis.key_prefix), 0, -1)
+        .zrevrange_withscores(
+            format!("{}hot:text:weibo", config.redis().key_prefix),
+            0,
+            -1,
+        )
         .await
         .unwrap();
     // Redis ranks equal scores by member, descending.
@@ -373,8 +377,8 @@ async fn group_keys_with_braces_get_their_leaderboards_on_a_redis_cluster() {
         nodes.join(",")
     ));
     create_topics(&config, 1).await;
-    let brokers = config.kafka.brokers.clone();
-    let topic = config.streams["danmu"].topic.clone();
+    let brokers = config.kafka().brokers.clone();
+    let topic = config.streams()["danmu"].topic.clone();
     let p = producer(&brokers);
     // Each of these, as it was, would put a leaderboard and its fence in different slots.
     let rooms = ["a{b", "}x{", "{y}", "{}", "100%", "房间{1}", "r:1"];
@@ -393,7 +397,7 @@ async fn group_keys_with_braces_get_their_leaderboards_on_a_redis_cluster() {
     produce(&p, &topic, 0, "z", &danmu("z", T + 30_000, "收尾"), &[]).await;
 
     let running = start(config.clone());
-    let group = config.kafka.group_id.clone();
+    let group = config.kafka().group_id.clone();
     let end = rooms.len() as i64 + 1;
     eventually("every record committed", || async {
         committed(&brokers, &group, &topic, 1).await == vec![Some(end)]
@@ -405,7 +409,7 @@ async fn group_keys_with_braces_get_their_leaderboards_on_a_redis_cluster() {
     let mut conn = client.get_async_connection().await.unwrap();
     for room in rooms {
         let key =
-            trendstream::sink::redis::leaderboard_key(&config.redis.key_prefix, "danmu", room);
+            trendstream::sink::redis::leaderboard_key(&config.redis().key_prefix, "danmu", room);
         let mut board: Vec<(String, u64)> = redis::cmd("ZREVRANGE")
             .arg(&key)
             .arg(0)

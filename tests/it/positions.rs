@@ -36,8 +36,8 @@ async fn committed_inside_a_batch(singles: i64) {
          [streams.text]\nenabled = false\n[ownership]\nstall_after = \"500ms\"",
     );
     create_topics(&config, 1).await;
-    let brokers = config.kafka.brokers.clone();
-    let topic = config.streams["danmu"].topic.clone();
+    let brokers = config.kafka().brokers.clone();
+    let topic = config.streams()["danmu"].topic.clone();
     let ts = |offset: i64| T + offset * 100;
     let record = |offset: i64| {
         let room = format!("r{}", offset % 3);
@@ -79,10 +79,10 @@ async fn committed_inside_a_batch(singles: i64) {
         produce(&single, &topic, 0, &key, value.as_bytes(), &[]).await;
     }
     let end = BATCH + singles;
-    commit_offset(&brokers, &config.kafka.group_id, &topic, COMMITTED).await;
+    commit_offset(&brokers, &config.kafka().group_id, &topic, COMMITTED).await;
 
     let running = start(config.clone());
-    let group = config.kafka.group_id.clone();
+    let group = config.kafka().group_id.clone();
     eventually("every record committed", || async {
         committed(&brokers, &group, &topic, 1).await == vec![Some(end)]
     })
@@ -103,7 +103,7 @@ async fn committed_inside_a_batch(singles: i64) {
     }
     let out = read_topic(
         &brokers,
-        &config.kafka.output_topic,
+        &config.kafka().output_topic,
         expected.len(),
         Duration::from_millis(500),
     )

@@ -165,9 +165,9 @@ pub(crate) async fn wait_exit(child: std::process::Child) -> Output {
 async fn sigterm_commits_leaves_the_group_and_exits_zero() {
     let config = config("[streams.text]\nenabled = false");
     create_topics(&config, 1).await;
-    let brokers = config.kafka.brokers.clone();
-    let topic = config.streams["danmu"].topic.clone();
-    let group = config.kafka.group_id.clone();
+    let brokers = config.kafka().brokers.clone();
+    let topic = config.streams()["danmu"].topic.clone();
+    let group = config.kafka().group_id.clone();
     let p = producer(&brokers);
     for i in 0..20 {
         let value = json!({"room_id": "r1", "ts": 1_000 + i, "text": "晚上好"}).to_string();
@@ -222,7 +222,7 @@ async fn sigterm_commits_leaves_the_group_and_exits_zero() {
 async fn missing_topic_stops_start_up_naming_the_key() {
     let config = config("[streams.text]\nenabled = false");
     // Only the input topic exists.
-    create_topic(&config.kafka.brokers, &config.streams["danmu"].topic, 1).await;
+    create_topic(&config.kafka().brokers, &config.streams()["danmu"].topic, 1).await;
     let dir = tempfile::tempdir().unwrap();
     let out = wait_exit(spawn_run(&config, dir.path(), &[])).await;
     assert_eq!(out.status.code(), Some(1));
@@ -231,7 +231,7 @@ async fn missing_topic_stops_start_up_naming_the_key() {
         last,
         format!(
             "trendstream: kafka.output_topic ({}) names a topic that does not exist",
-            config.kafka.output_topic
+            config.kafka().output_topic
         )
     );
 }
@@ -309,9 +309,9 @@ lease = "4s"
 "#,
     );
     create_topics(&config, 2).await;
-    let brokers = config.kafka.brokers.clone();
-    let topic = config.streams["danmu"].topic.clone();
-    let group = config.kafka.group_id.clone();
+    let brokers = config.kafka().brokers.clone();
+    let topic = config.streams()["danmu"].topic.clone();
+    let group = config.kafka().group_id.clone();
     let p = producer(&brokers);
     let feed = |from: i64| {
         let (p, topic) = (p.clone(), topic.clone());
@@ -332,7 +332,7 @@ lease = "4s"
         .iter()
         .zip(&addrs)
         .map(|(dir, addr)| {
-            let mut c = config.clone();
+            let mut c = config.to_raw();
             c.http.listen = addr.clone();
             let file = dir.path().join("trendstream.toml");
             std::fs::write(&file, c.to_toml()).unwrap();

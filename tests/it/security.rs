@@ -156,8 +156,8 @@ async fn pipeline_counts_exactly(
 
     // The leaderboard went through TLS as the ACL user; read it back the same way.
     let node = redis_url.split(',').next().expect("a node");
-    let key = format!("{}hot:danmu:r1", config.redis.key_prefix);
-    let board: Vec<(String, f64)> = if config.redis.cluster {
+    let key = format!("{}hot:danmu:r1", config.redis().key_prefix);
+    let board: Vec<(String, f64)> = if config.redis().cluster {
         let certificates = redis::TlsCertificates {
             client_tls: None,
             root_cert: Some(std::fs::read(&certs.ca).unwrap()),

@@ -15,7 +15,8 @@
 //!
 //! Beside the pipeline: [`observe`] serves metrics and readiness, [`generate`] makes sample
 //! traffic and [`watch`] prints leaderboards; [`redact`] hides secrets wherever configuration
-//! values are shown.
+//! values are shown; [`retry`] tries a failed write, read or connect again with jittered
+//! back-off.
 //! `decode`, `extract`, `window` and `engine` are pure: values in, values out, no I/O.
 
 pub mod config;
@@ -25,6 +26,7 @@ pub mod extract;
 pub mod generate;
 pub mod observe;
 pub mod redact;
+pub mod retry;
 pub mod run;
 pub mod sink;
 pub mod watch;

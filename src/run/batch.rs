@@ -22,9 +22,9 @@ use crate::config::Config;
 use crate::engine::{BatchCounts, Checkpoint, Engine, Gap, Input};
 use crate::extract::Category;
 use crate::observe::Metrics;
+use crate::retry::with_retry;
 use crate::sink::kafka::{DeadLetter, KafkaSink, WindowRecord};
 use crate::sink::redis::{Leaderboard, RedisSink};
-use crate::sink::with_retry;
 use crate::window::ClosedWindow;
 
 /// What one batch must write, and where its partitions continue from once it is written.

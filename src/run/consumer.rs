@@ -18,9 +18,9 @@ use super::positions::{seek as seek_to, Positions};
 use super::{Kafka, RunError, METADATA_TIMEOUT};
 use crate::config::Config;
 use crate::engine::Engine;
+use crate::retry::with_retry;
 use crate::sink::kafka::redact_client_error;
 use crate::sink::redis::RedisSink;
-use crate::sink::with_retry;
 
 /// Revocations seen by the rebalance callback, for the loop to act on, and a count of
 /// assignments.

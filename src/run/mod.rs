@@ -28,9 +28,10 @@ use crate::config::{Config, ConfigError};
 use crate::engine::Engine;
 use crate::extract::{ExtractOptions, Extractor};
 use crate::observe::{self, Metrics};
+use crate::retry::with_retry;
 use crate::sink::kafka::KafkaSink;
 use crate::sink::redis::RedisSink;
-use crate::sink::{with_retry, SinkError};
+use crate::sink::SinkError;
 
 use batch::{prepare, Writer};
 use consumer::{

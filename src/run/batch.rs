@@ -11,13 +11,15 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn, Instrument};
 
-use super::consumer::commit;
-use super::{Kafka, RunError};
+use super::consumer::Kafka;
+use super::RunError;
 use crate::config::Config;
 use crate::engine::{BatchCounts, Checkpoint, Engine, Gap, Input};
 use crate::extract::Category;
@@ -235,6 +237,26 @@ impl Sinks {
                 .map(|(t, p)| (t.to_owned(), p))
                 .collect(),
         })
+    }
+}
+
+/// Commits each partition's next offset. A failed commit is not fatal: the checkpoints in Redis
+/// are what a partition continues from; the group's offsets show progress (and lag).
+async fn commit(consumer: &Arc<Kafka>, progress: &[(&str, i32, i64)]) {
+    if progress.is_empty() {
+        return;
+    }
+    let mut tpl = TopicPartitionList::new();
+    for &(topic, partition, next) in progress {
+        tpl.add_partition_offset(topic, partition, Offset::Offset(next))
+            .expect("offsets are settable");
+    }
+    let c = Arc::clone(consumer);
+    let result = tokio::task::spawn_blocking(move || c.commit(&tpl, CommitMode::Sync))
+        .await
+        .expect("commit task does not panic");
+    if let Err(err) = result {
+        warn!(error = %err, "Offset commit failed.");
     }
 }
 

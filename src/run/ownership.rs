@@ -21,7 +21,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use super::{Kafka, RunError};
+use super::consumer::Kafka;
+use super::RunError;
 use crate::config::Config;
 use crate::observe::Metrics;
 use crate::sink::redis::RedisSink;

@@ -11,7 +11,10 @@
 //! - [`extract`]: terms, hashtags, mentions, URL hosts, e-mails and watched keywords of a text.
 //! - [`window`]: event-time sliding windows per (stream, group) of one partition.
 //! - [`engine`]: decode → extract → window for a batch, its partitions in parallel.
-//! - [`sink`]: Redis leaderboards, window records and dead letters, each with a flush barrier.
+//! - [`sink`]: window records and dead letters to Kafka, with a flush barrier; the errors of
+//!   every output.
+//! - [`store`]: Redis, over one connection to a node or a cluster: leaderboards, the partitions'
+//!   checkpoints (type, load and save) and their leases.
 //!
 //! Beside the pipeline: [`observe`] serves metrics and readiness, [`generate`] makes sample
 //! traffic and [`watch`] prints leaderboards; [`redact`] hides secrets wherever configuration
@@ -29,5 +32,6 @@ pub mod redact;
 pub mod retry;
 pub mod run;
 pub mod sink;
+pub mod store;
 pub mod watch;
 pub mod window;

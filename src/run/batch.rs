@@ -21,12 +21,13 @@ use tracing::{debug, warn, Instrument};
 use super::consumer::Kafka;
 use super::RunError;
 use crate::config::Config;
-use crate::engine::{BatchCounts, Checkpoint, Engine, Gap, Input};
+use crate::engine::{BatchCounts, Engine, Gap, Input};
 use crate::extract::Category;
 use crate::observe::Metrics;
 use crate::retry::with_retry;
 use crate::sink::kafka::{DeadLetter, KafkaSink, WindowRecord};
-use crate::sink::redis::{Leaderboard, RedisSink};
+use crate::store::checkpoint::{Checkpoint, Checkpoints};
+use crate::store::leaderboard::{Leaderboard, Leaderboards};
 use crate::window::ClosedWindow;
 
 /// What one batch must write, and where its partitions continue from once it is written.
@@ -99,7 +100,8 @@ pub(super) struct Writer {
 struct Sinks {
     consumer: Arc<Kafka>,
     kafka: Mutex<KafkaSink>,
-    redis: RedisSink,
+    leaderboards: Leaderboards,
+    checkpoints: Checkpoints,
     config: Arc<Config>,
     metrics: Arc<Metrics>,
     /// Stream names by stream id.
@@ -110,7 +112,8 @@ impl Writer {
     pub(super) fn new(
         consumer: Arc<Kafka>,
         kafka: KafkaSink,
-        redis: RedisSink,
+        leaderboards: Leaderboards,
+        checkpoints: Checkpoints,
         config: Arc<Config>,
         metrics: Arc<Metrics>,
         engine: &Engine,
@@ -120,7 +123,8 @@ impl Writer {
             sinks: Arc::new(Sinks {
                 consumer,
                 kafka: Mutex::new(kafka),
-                redis,
+                leaderboards,
+                checkpoints,
                 config,
                 metrics,
                 streams,
@@ -192,7 +196,10 @@ impl Sinks {
                 terms: &c.top[Category::Term.index()],
             })
             .collect();
-        with_retry(&config.retry, "redis write", || self.redis.write(&boards)).await?;
+        with_retry(&config.retry, "redis write", || {
+            self.leaderboards.write(&boards)
+        })
+        .await?;
         kafka.flush().await?;
         let skipped = kafka.take_skipped();
         drop(kafka);
@@ -206,7 +213,7 @@ impl Sinks {
             .collect();
         let group = config.kafka.group_id.as_str();
         let refused = with_retry(&config.retry, "checkpoint write", || {
-            self.redis.save_checkpoints(group, &checkpoints)
+            self.checkpoints.save(group, &checkpoints)
         })
         .await?;
         for (topic, partition) in &refused {

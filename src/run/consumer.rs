@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::retry::with_retry;
 use crate::sink::kafka::redact_client_error;
-use crate::sink::redis::RedisSink;
+use crate::store::checkpoint::Checkpoints;
 
 /// The consumer, with its rebalance callbacks.
 pub(super) type Kafka = StreamConsumer<RebalanceContext>;
@@ -384,7 +384,7 @@ pub(super) fn new_partitions(
 pub(super) async fn take_up_partitions(
     consumer: &Arc<Kafka>,
     engine: &mut Engine,
-    redis: &RedisSink,
+    checkpoints: &Checkpoints,
     config: &Config,
     positions: &mut Positions,
     new: &[(String, i32, Option<i64>)],
@@ -393,7 +393,7 @@ pub(super) async fn take_up_partitions(
     for (topic, partition, first_offset) in new {
         let (topic, partition, first_offset) = (topic.as_str(), *partition, *first_offset);
         let checkpoint = with_retry(&config.retry, "checkpoint read", || {
-            redis.load_checkpoint(group, topic, partition)
+            checkpoints.load(group, topic, partition)
         })
         .await?;
         let fresh_start = match (checkpoint, first_offset) {

@@ -33,7 +33,10 @@ use crate::extract::{ExtractOptions, Extractor};
 use crate::observe::{self, Metrics};
 use crate::retry::with_retry;
 use crate::sink::kafka::KafkaSink;
-use crate::sink::redis::RedisSink;
+use crate::store::checkpoint::Checkpoints;
+use crate::store::leaderboard::Leaderboards;
+use crate::store::lease::Leases;
+use crate::store::Connection;
 
 use batch::{prepare, Writer};
 use consumer::{
@@ -61,14 +64,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let kafka = KafkaSink::new(&config.kafka, topology.output_partitions)
         .map_err(RunError::CreateProducer)?;
     let redis = with_retry(&config.retry, "redis connect", || {
-        RedisSink::connect(&config.redis)
+        Connection::connect(&config.redis)
     })
     .await?;
+    let checkpoints = Checkpoints::new(redis.clone(), &config.redis);
     let metrics = Arc::new(Metrics::default());
     let mut writer = Writer::new(
         Arc::clone(&consumer),
         kafka,
-        redis.clone(),
+        Leaderboards::new(redis.clone(), &config.redis),
+        checkpoints.clone(),
         Arc::clone(&config),
         Arc::clone(&metrics),
         &engine,
@@ -76,7 +81,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 
     let ownership = Ownership::start(
         Arc::clone(&consumer),
-        redis.clone(),
+        Leases::new(redis, &config.redis),
         &config,
         topology.inputs,
         Arc::clone(&metrics),
@@ -144,7 +149,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             take_up_partitions(
                 &consumer,
                 &mut engine,
-                &redis,
+                &checkpoints,
                 &config,
                 &mut positions,
                 &new,

@@ -25,7 +25,7 @@ use super::consumer::Kafka;
 use super::RunError;
 use crate::config::Config;
 use crate::observe::Metrics;
-use crate::sink::redis::RedisSink;
+use crate::store::lease::Leases;
 
 /// Leases between two rejoins of a group: a rebalance on tansu takes up to a session timeout
 /// or two, and a rejoin before it settles starts it over.
@@ -43,26 +43,26 @@ impl Ownership {
     /// `partitions` (the input topics').
     pub(super) fn start(
         consumer: Arc<Kafka>,
-        redis: RedisSink,
+        leases: Leases,
         config: &Config,
         partitions: Vec<(String, i32)>,
         metrics: Arc<Metrics>,
     ) -> Ownership {
         let rejoin = Arc::new(AtomicBool::new(false));
-        let leases = Leases {
+        let keeper = Keeper {
             owner: format!("{}-{:016x}", config.kafka.client_id, rand::random::<u64>()),
             group: config.kafka.group_id.clone(),
             partitions,
             config: config.ownership.clone(),
             consumer,
-            redis,
+            leases,
             metrics: Arc::clone(&metrics),
             rejoin: Arc::clone(&rejoin),
         };
         Ownership {
             rejoin,
             metrics,
-            task: tokio::spawn(leases.keep()),
+            task: tokio::spawn(keeper.keep()),
         }
     }
 
@@ -88,7 +88,8 @@ impl Drop for Ownership {
     }
 }
 
-struct Leases {
+/// The lease task's state.
+struct Keeper {
     /// This instance's name in the leases.
     owner: String,
     group: String,
@@ -96,12 +97,12 @@ struct Leases {
     partitions: Vec<(String, i32)>,
     config: crate::config::OwnershipConfig,
     consumer: Arc<Kafka>,
-    redis: RedisSink,
+    leases: Leases,
     metrics: Arc<Metrics>,
     rejoin: Arc<AtomicBool>,
 }
 
-impl Leases {
+impl Keeper {
     async fn keep(self) {
         let mut tick = tokio::time::interval(self.config.renew_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -138,7 +139,7 @@ impl Leases {
             // One instance of the group rejoins per lease time: when all of them did at once,
             // each rejoin undid the rebalance of the one before.
             match self
-                .redis
+                .leases
                 .claim_rejoin(
                     &self.group,
                     &self.owner,
@@ -181,8 +182,8 @@ impl Leases {
             .partitions_assigned
             .store(assigned.len() as u64, Ordering::Relaxed);
         let leased = self
-            .redis
-            .renew_leases(
+            .leases
+            .renew(
                 &self.group,
                 &self.owner,
                 &assigned,

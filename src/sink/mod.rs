@@ -1,11 +1,13 @@
-//! Sinks: where closed windows and dead letters go. Each sink buffers the writes of one batch
-//! and has a `flush()` that is the barrier before offsets are committed.
+//! Sinks: where closed windows and dead letters go, and [`SinkError`], what goes wrong on the
+//! way out, for the Kafka sink and the Redis [`store`](crate::store) alike.
 //!
-//! - [`redis`]: the latest closed window of each group as a top-K sorted set.
-//! - [`kafka`]: one JSON record per closed window, and dead letters.
+//! - [`kafka`]: one JSON record per closed window, and dead letters; its `flush()` is the
+//!   barrier before offsets are committed.
+//!
+//! Leaderboards, the latest closed window of each group as a top-K sorted set, are written
+//! through [`store::leaderboard`](crate::store::leaderboard).
 
 pub mod kafka;
-pub mod redis;
 
 use std::time::Duration;
 

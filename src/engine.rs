@@ -12,6 +12,7 @@
 //! on any instance, after any crash, with nothing lost and nothing counted twice. Checkpoints
 //! are small (four numbers) whatever the number of open windows; the price is the replay —
 //! at most one window width plus the out-of-orderness of records — when a partition moves.
+//! The type, and how a checkpoint is stored, loaded and saved, are in [`crate::store::checkpoint`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use crate::config::Config;
 pub use crate::counters::BatchCounts;
 use crate::decode::{check_ahead, decode, DecodeError};
 use crate::extract::{Extractor, Scratch};
+use crate::store::checkpoint::Checkpoint;
 use crate::window::{
     Budget, ClosedWindow, PartitionWindows, Placement, StreamId, WatermarkState, WindowSpec,
 };
@@ -43,19 +45,6 @@ pub struct Stream {
     pub name: String,
     pub topic: String,
     pub group_by: String,
-}
-
-/// Where a partition can be continued from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Checkpoint {
-    /// Replay starts here: the first offset an open window holds (`next` when none does).
-    pub resume: i64,
-    /// The offset after the last record processed.
-    pub next: i64,
-    pub watermark: WatermarkState,
-    /// Fingerprint of the settings that shape the windows: a checkpoint made under other
-    /// settings is not used.
-    pub settings: u64,
 }
 
 /// What one batch produced.

@@ -11,12 +11,16 @@
 //! - [`extract`]: terms, hashtags, mentions, URL hosts, e-mails and watched keywords of a text.
 //! - [`window`]: event-time sliding windows per (stream, group) of one partition.
 //! - [`engine`]: decode → extract → window for a batch, its partitions in parallel.
-//! - [`sink`]: Redis leaderboards, window records and dead letters, each with a flush barrier.
+//! - [`sink`]: window records and dead letters to Kafka, with a flush barrier; the errors of
+//!   every output.
+//! - [`store`]: Redis, over one connection to a node or a cluster: leaderboards, the partitions'
+//!   checkpoints (type, load and save) and their leases.
 //!
 //! Beside the pipeline: [`counters`] declares every counter once (the engine's per-batch
 //! counts, the metrics, the logged totals); [`observe`] serves metrics and readiness,
 //! [`generate`] makes sample traffic and [`watch`] prints leaderboards; [`redact`] hides
-//! secrets wherever configuration values are shown.
+//! secrets wherever configuration values are shown; [`retry`] tries a failed write, read or
+//! connect again with jittered back-off.
 //! `decode`, `extract`, `window` and `engine` are pure: values in, values out, no I/O.
 
 pub mod config;
@@ -27,7 +31,9 @@ pub mod extract;
 pub mod generate;
 pub mod observe;
 pub mod redact;
+pub mod retry;
 pub mod run;
 pub mod sink;
+pub mod store;
 pub mod watch;
 pub mod window;

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use redis::AsyncCommands;
 
-use crate::sink::redis::{from_key_part, leaderboard_key};
+use crate::store::from_key_part;
+use crate::store::leaderboard::leaderboard_key;
 
 #[derive(Debug, Clone)]
 pub struct WatchOptions {

@@ -11,20 +11,23 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn, Instrument};
 
-use super::consumer::commit;
-use super::{Kafka, RunError};
+use super::consumer::Kafka;
+use super::RunError;
 use crate::config::Config;
-use crate::engine::{BatchCounts, Checkpoint, Engine, Gap, Input};
+use crate::engine::{BatchCounts, Engine, Gap, Input};
 use crate::extract::Category;
 use crate::observe::Metrics;
+use crate::retry::with_retry;
 use crate::sink::kafka::{DeadLetter, KafkaSink, WindowRecord};
-use crate::sink::redis::{Leaderboard, RedisSink};
-use crate::sink::with_retry;
+use crate::store::checkpoint::{Checkpoint, Checkpoints};
+use crate::store::leaderboard::{Leaderboard, Leaderboards};
 use crate::window::ClosedWindow;
 
 /// What one batch must write, and where its partitions continue from once it is written.
@@ -97,7 +100,8 @@ pub(super) struct Writer {
 struct Sinks {
     consumer: Arc<Kafka>,
     kafka: Mutex<KafkaSink>,
-    redis: RedisSink,
+    leaderboards: Leaderboards,
+    checkpoints: Checkpoints,
     config: Arc<Config>,
     metrics: Arc<Metrics>,
     /// Stream names by stream id.
@@ -108,7 +112,8 @@ impl Writer {
     pub(super) fn new(
         consumer: Arc<Kafka>,
         kafka: KafkaSink,
-        redis: RedisSink,
+        leaderboards: Leaderboards,
+        checkpoints: Checkpoints,
         config: Arc<Config>,
         metrics: Arc<Metrics>,
         engine: &Engine,
@@ -118,7 +123,8 @@ impl Writer {
             sinks: Arc::new(Sinks {
                 consumer,
                 kafka: Mutex::new(kafka),
-                redis,
+                leaderboards,
+                checkpoints,
                 config,
                 metrics,
                 streams,
@@ -190,7 +196,10 @@ impl Sinks {
                 terms: &c.top[Category::Term.index()],
             })
             .collect();
-        with_retry(config.retry(), "redis write", || self.redis.write(&boards)).await?;
+        with_retry(config.retry(), "redis write", || {
+            self.leaderboards.write(&boards)
+        })
+        .await?;
         kafka.flush().await?;
         let skipped = kafka.take_skipped();
         drop(kafka);
@@ -204,7 +213,7 @@ impl Sinks {
             .collect();
         let group = config.kafka().group_id.as_str();
         let refused = with_retry(config.retry(), "checkpoint write", || {
-            self.redis.save_checkpoints(group, &checkpoints)
+            self.checkpoints.save(group, &checkpoints)
         })
         .await?;
         for (topic, partition) in &refused {
@@ -235,6 +244,26 @@ impl Sinks {
                 .map(|(t, p)| (t.to_owned(), p))
                 .collect(),
         })
+    }
+}
+
+/// Commits each partition's next offset. A failed commit is not fatal: the checkpoints in Redis
+/// are what a partition continues from; the group's offsets show progress (and lag).
+async fn commit(consumer: &Arc<Kafka>, progress: &[(&str, i32, i64)]) {
+    if progress.is_empty() {
+        return;
+    }
+    let mut tpl = TopicPartitionList::new();
+    for &(topic, partition, next) in progress {
+        tpl.add_partition_offset(topic, partition, Offset::Offset(next))
+            .expect("offsets are settable");
+    }
+    let c = Arc::clone(consumer);
+    let result = tokio::task::spawn_blocking(move || c.commit(&tpl, CommitMode::Sync))
+        .await
+        .expect("commit task does not panic");
+    if let Err(err) = result {
+        warn!(error = %err, "Offset commit failed.");
     }
 }
 

@@ -1,5 +1,5 @@
-//! The Kafka side of the loop: the consumer and its rebalance callbacks, batches, taking up
-//! partitions from their checkpoints, and commits.
+//! The Kafka side of the loop: the consumer and its rebalance callbacks, batches, and taking up
+//! partitions from their checkpoints. (The writer commits: see [`super::batch`].)
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
@@ -15,12 +15,18 @@ use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
 use super::positions::{seek as seek_to, Positions};
-use super::{Kafka, RunError, METADATA_TIMEOUT};
+use super::RunError;
 use crate::config::Config;
 use crate::engine::Engine;
+use crate::retry::with_retry;
 use crate::sink::kafka::redact_client_error;
-use crate::sink::redis::RedisSink;
-use crate::sink::with_retry;
+use crate::store::checkpoint::Checkpoints;
+
+/// The consumer, with its rebalance callbacks.
+pub(super) type Kafka = StreamConsumer<RebalanceContext>;
+
+/// How long start-up waits for broker metadata.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Revocations seen by the rebalance callback, for the loop to act on, and a count of
 /// assignments.
@@ -354,26 +360,6 @@ async fn fresh_start(
     .expect("offsets task does not panic")
 }
 
-/// Commits each partition's next offset. A failed commit is not fatal: the checkpoints in Redis
-/// are what a partition continues from; the group's offsets show progress (and lag).
-pub(super) async fn commit(consumer: &Arc<Kafka>, progress: &[(&str, i32, i64)]) {
-    if progress.is_empty() {
-        return;
-    }
-    let mut tpl = TopicPartitionList::new();
-    for &(topic, partition, next) in progress {
-        tpl.add_partition_offset(topic, partition, Offset::Offset(next))
-            .expect("offsets are settable");
-    }
-    let c = Arc::clone(consumer);
-    let result = tokio::task::spawn_blocking(move || c.commit(&tpl, CommitMode::Sync))
-        .await
-        .expect("commit task does not panic");
-    if let Err(err) = result {
-        warn!(error = %err, "Offset commit failed.");
-    }
-}
-
 /// Partitions with records in the batch that this instance does not hold yet (newly
 /// assigned), with the first offset in hand.
 pub(super) fn new_partitions(
@@ -398,7 +384,7 @@ pub(super) fn new_partitions(
 pub(super) async fn take_up_partitions(
     consumer: &Arc<Kafka>,
     engine: &mut Engine,
-    redis: &RedisSink,
+    checkpoints: &Checkpoints,
     config: &Config,
     positions: &mut Positions,
     new: &[(String, i32, Option<i64>)],
@@ -407,7 +393,7 @@ pub(super) async fn take_up_partitions(
     for (topic, partition, first_offset) in new {
         let (topic, partition, first_offset) = (topic.as_str(), *partition, *first_offset);
         let checkpoint = with_retry(config.retry(), "checkpoint read", || {
-            redis.load_checkpoint(group, topic, partition)
+            checkpoints.load(group, topic, partition)
         })
         .await?;
         let fresh_start = match (checkpoint, first_offset) {

@@ -2,84 +2,51 @@
 //! (Redis, output topic, dead letters), wait for every acknowledgement, save the partitions'
 //! checkpoints, then commit. Rebalances, shutdown and fatal errors are handled here.
 //!
-//! - [`consumer`]: the Kafka side — the consumer, rebalances, taking up partitions, commits.
-//! - [`batch`]: one batch through the engine and the sinks, up to its checkpoints.
+//! - [`consumer`]: the Kafka side — the consumer, rebalances, taking up partitions.
+//! - [`batch`]: one batch through the engine and the sinks, up to its checkpoints and commit.
 //! - [`ownership`]: partition leases in Redis, and rejoining when a partition has no owner.
 //! - [`positions`]: partitions read from where their windows need them, with nothing skipped.
+//! - [`error`]: [`RunError`], why a run stopped.
 
 mod batch;
 mod consumer;
+mod error;
 mod ownership;
 mod positions;
+
+pub use error::RunError;
 
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::error::KafkaError;
+use rdkafka::consumer::Consumer;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::config::{Config, ConfigError};
+use crate::config::Config;
 use crate::engine::Engine;
 use crate::extract::{ExtractOptions, Extractor};
 use crate::observe::{self, Metrics};
+use crate::retry::with_retry;
 use crate::sink::kafka::KafkaSink;
-use crate::sink::redis::RedisSink;
-use crate::sink::{with_retry, SinkError};
+use crate::store::checkpoint::Checkpoints;
+use crate::store::leaderboard::Leaderboards;
+use crate::store::lease::Leases;
+use crate::store::Connection;
 
 use batch::{prepare, Writer};
 use consumer::{
     check_topics, create_consumer, drop_revoked, new_partitions, poll_batch, take_up_partitions,
-    RebalanceContext,
 };
 use ownership::Ownership;
 use positions::Positions;
 
-/// How long start-up waits for broker metadata.
-pub(super) const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// How often totals are logged.
 const SUMMARY_EVERY: Duration = Duration::from_secs(10);
-
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error("cannot create the Kafka consumer")]
-    CreateConsumer(#[source] KafkaError),
-    #[error("cannot create the Kafka producer")]
-    CreateProducer(#[source] KafkaError),
-    #[error("cannot read topic metadata from kafka.brokers ({brokers})")]
-    Metadata {
-        brokers: String,
-        #[source]
-        source: KafkaError,
-    },
-    /// The brokers answered, but refused the client's credentials or certificate.
-    #[error("Kafka at kafka.brokers ({brokers}) refused this client: {reason}")]
-    KafkaRefused { brokers: String, reason: String },
-    #[error("{key} ({topic}) names a topic that does not exist")]
-    MissingTopic { key: String, topic: String },
-    #[error("cannot subscribe")]
-    Subscribe(#[source] KafkaError),
-    #[error("Kafka consumer failed")]
-    Consume(#[source] KafkaError),
-    #[error(transparent)]
-    Sink(#[from] SinkError),
-    #[error("cannot listen on http.listen ({addr})")]
-    Listen {
-        addr: String,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-pub(super) type Kafka = StreamConsumer<RebalanceContext>;
 
 /// Runs the consumer until `shutdown` completes (then finishes the batch in hand, commits it
 /// and leaves the group) or a fatal error occurs.
@@ -97,14 +64,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let kafka = KafkaSink::new(config.kafka(), topology.output_partitions)
         .map_err(RunError::CreateProducer)?;
     let redis = with_retry(config.retry(), "redis connect", || {
-        RedisSink::connect(config.redis())
+        Connection::connect(config.redis())
     })
     .await?;
+    let checkpoints = Checkpoints::new(redis.clone(), config.redis());
     let metrics = Arc::new(Metrics::default());
     let mut writer = Writer::new(
         Arc::clone(&consumer),
         kafka,
-        redis.clone(),
+        Leaderboards::new(redis.clone(), config.redis()),
+        checkpoints.clone(),
         Arc::clone(&config),
         Arc::clone(&metrics),
         &engine,
@@ -112,7 +81,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 
     let ownership = Ownership::start(
         Arc::clone(&consumer),
-        redis.clone(),
+        Leases::new(redis, config.redis()),
         &config,
         topology.inputs,
         Arc::clone(&metrics),
@@ -180,7 +149,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             take_up_partitions(
                 &consumer,
                 &mut engine,
-                &redis,
+                &checkpoints,
                 &config,
                 &mut positions,
                 &new,

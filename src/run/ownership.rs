@@ -21,10 +21,11 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use super::{Kafka, RunError};
+use super::consumer::Kafka;
+use super::RunError;
 use crate::config::Config;
 use crate::observe::Metrics;
-use crate::sink::redis::RedisSink;
+use crate::store::lease::Leases;
 
 /// Leases between two rejoins of a group: a rebalance on tansu takes up to a session timeout
 /// or two, and a rejoin before it settles starts it over.
@@ -42,13 +43,13 @@ impl Ownership {
     /// `partitions` (the input topics').
     pub(super) fn start(
         consumer: Arc<Kafka>,
-        redis: RedisSink,
+        leases: Leases,
         config: &Config,
         partitions: Vec<(String, i32)>,
         metrics: Arc<Metrics>,
     ) -> Ownership {
         let rejoin = Arc::new(AtomicBool::new(false));
-        let leases = Leases {
+        let keeper = Keeper {
             owner: format!(
                 "{}-{:016x}",
                 config.kafka().client_id,
@@ -58,14 +59,14 @@ impl Ownership {
             partitions,
             config: config.ownership().clone(),
             consumer,
-            redis,
+            leases,
             metrics: Arc::clone(&metrics),
             rejoin: Arc::clone(&rejoin),
         };
         Ownership {
             rejoin,
             metrics,
-            task: tokio::spawn(leases.keep()),
+            task: tokio::spawn(keeper.keep()),
         }
     }
 
@@ -91,7 +92,8 @@ impl Drop for Ownership {
     }
 }
 
-struct Leases {
+/// The lease task's state.
+struct Keeper {
     /// This instance's name in the leases.
     owner: String,
     group: String,
@@ -99,12 +101,12 @@ struct Leases {
     partitions: Vec<(String, i32)>,
     config: crate::config::OwnershipConfig,
     consumer: Arc<Kafka>,
-    redis: RedisSink,
+    leases: Leases,
     metrics: Arc<Metrics>,
     rejoin: Arc<AtomicBool>,
 }
 
-impl Leases {
+impl Keeper {
     async fn keep(self) {
         let mut tick = tokio::time::interval(self.config.renew_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -141,7 +143,7 @@ impl Leases {
             // One instance of the group rejoins per lease time: when all of them did at once,
             // each rejoin undid the rebalance of the one before.
             match self
-                .redis
+                .leases
                 .claim_rejoin(
                     &self.group,
                     &self.owner,
@@ -184,8 +186,8 @@ impl Leases {
             .partitions_assigned
             .store(assigned.len() as u64, Ordering::Relaxed);
         let leased = self
-            .redis
-            .renew_leases(
+            .leases
+            .renew(
                 &self.group,
                 &self.owner,
                 &assigned,

@@ -25,7 +25,7 @@ use rdkafka::Offset;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::Kafka;
+use super::consumer::Kafka;
 use crate::engine::{Engine, Gap};
 use crate::observe::Metrics;
 

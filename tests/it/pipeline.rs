@@ -408,8 +408,11 @@ async fn group_keys_with_braces_get_their_leaderboards_on_a_redis_cluster() {
     let client = redis::cluster::ClusterClient::new(nodes).unwrap();
     let mut conn = client.get_async_connection().await.unwrap();
     for room in rooms {
-        let key =
-            trendstream::sink::redis::leaderboard_key(&config.redis().key_prefix, "danmu", room);
+        let key = trendstream::store::leaderboard::leaderboard_key(
+            &config.redis().key_prefix,
+            "danmu",
+            room,
+        );
         let mut board: Vec<(String, u64)> = redis::cmd("ZREVRANGE")
             .arg(&key)
             .arg(0)

@@ -539,6 +539,6 @@ async fn run_logs_and_errors_show_no_secrets() {
         text.contains(&format!("redis://***@127.0.0.1:{port}")),
         "{text}"
     );
-    assert!(text.contains("Write failed; retrying."), "{text}");
+    assert!(text.contains("redis connect failed; retrying."), "{text}");
     assert_no_secrets(&out);
 }

@@ -18,6 +18,8 @@
 //! terms grow with the run; default 0, none), `--python` (needs the packages of
 //! `bench/requirements.txt` for `python3`, or `PYTHON=path`), `--json=FILE` (default
 //! `target/e2e.json`). Under `cargo test --all-targets` it makes a quick run of 2500 records.
+//! `BENCH_RUN_BIN=path` runs the pipeline with another build's binary (the topics are written
+//! by this build's `generate`).
 
 // The benchmarks use only part of the integration-test harness.
 #[allow(dead_code)]
@@ -36,6 +38,12 @@ use rdkafka::Message;
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_trendstream");
+
+/// The build that runs the pipeline: this one, or the one `BENCH_RUN_BIN` names (another
+/// build's binary, for before/after numbers in one run of the same topics).
+fn run_bin() -> String {
+    std::env::var("BENCH_RUN_BIN").unwrap_or_else(|_| BIN.to_owned())
+}
 const T0: i64 = 1_763_780_000_000;
 
 fn positional(i: usize, default: u64) -> u64 {
@@ -311,7 +319,7 @@ async fn trendstream_run(
     let started = Instant::now();
     let children: Vec<Child> = (0..instances)
         .map(|_| {
-            Command::new(BIN)
+            Command::new(run_bin())
                 .args(["run", "--config"])
                 .arg(&file)
                 .stderr(Stdio::null())

@@ -69,6 +69,14 @@ pub enum ConfigError {
     },
 }
 
+/// Fails with `key` unless `d` is longer than 0.
+fn positive(key: &str, d: Duration) -> Result<(), ConfigError> {
+    if d.is_zero() {
+        return Err(invalid(key, "0s", "must be longer than 0"));
+    }
+    Ok(())
+}
+
 /// An [`ConfigError::Invalid`]; the value is shown as [`redact::value`] allows.
 fn invalid(key: impl Into<String>, value: impl ToString, reason: impl Into<String>) -> ConfigError {
     let key = key.into();
@@ -129,46 +137,21 @@ impl RawConfig {
     /// [`Config`]. The first failed check is the error.
     pub fn validate(mut self) -> Result<Config, ConfigError> {
         self.kafka.normalise();
-        let RawConfig {
-            kafka,
-            streams,
-            input,
-            batch,
-            window,
-            extract,
-            output,
-            redis,
-            retry,
-            ownership,
-            log,
-            http,
-        } = self;
-        kafka.validate()?;
-        streams::validate(&streams, &kafka)?;
-        input.validate()?;
-        batch.validate()?;
-        window.validate_timing()?;
-        extract.validate()?;
-        output.validate()?;
-        let memory_budget_bytes = window.validate_capacity(output.top_k)?;
-        redis.validate(window.slide)?;
-        retry.validate(&kafka)?;
-        ownership.validate()?;
-        http.validate()?;
-        log.validate()?;
+        self.kafka.validate()?;
+        streams::validate(&self.streams, &self.kafka)?;
+        self.input.validate()?;
+        self.batch.validate()?;
+        self.window.validate_timing()?;
+        self.extract.validate()?;
+        self.output.validate()?;
+        let memory_budget_bytes = self.window.validate_capacity(self.output.top_k)?;
+        self.redis.validate(self.window.slide)?;
+        self.retry.validate(&self.kafka)?;
+        self.ownership.validate()?;
+        self.http.validate()?;
+        self.log.validate()?;
         Ok(Config {
-            kafka,
-            streams,
-            input,
-            batch,
-            window,
-            extract,
-            output,
-            redis,
-            retry,
-            ownership,
-            log,
-            http,
+            raw: self,
             memory_budget_bytes,
         })
     }
@@ -183,18 +166,8 @@ impl RawConfig {
 /// accessor per section.
 #[derive(Debug, Clone)]
 pub struct Config {
-    kafka: KafkaConfig,
-    streams: BTreeMap<String, StreamConfig>,
-    input: InputConfig,
-    batch: BatchConfig,
-    window: WindowConfig,
-    extract: ExtractConfig,
-    output: OutputConfig,
-    redis: RedisConfig,
-    retry: RetryConfig,
-    ownership: OwnershipConfig,
-    log: LogConfig,
-    http: HttpConfig,
+    /// Every section, as validated; read only, through the accessors.
+    raw: RawConfig,
     /// `window.memory_budget`, read.
     memory_budget_bytes: usize,
 }
@@ -212,79 +185,66 @@ impl Config {
 
     /// This configuration as a [`RawConfig`]: to change and validate again.
     pub fn to_raw(&self) -> RawConfig {
-        RawConfig {
-            kafka: self.kafka.clone(),
-            streams: self.streams.clone(),
-            input: self.input.clone(),
-            batch: self.batch.clone(),
-            window: self.window.clone(),
-            extract: self.extract.clone(),
-            output: self.output.clone(),
-            redis: self.redis.clone(),
-            retry: self.retry.clone(),
-            ownership: self.ownership.clone(),
-            log: self.log.clone(),
-            http: self.http.clone(),
-        }
+        self.raw.clone()
     }
 
     pub fn kafka(&self) -> &KafkaConfig {
-        &self.kafka
+        &self.raw.kafka
     }
 
     /// Every stream, enabled or not, by name; see [`Config::enabled_streams`].
     pub fn streams(&self) -> &BTreeMap<String, StreamConfig> {
-        &self.streams
+        &self.raw.streams
     }
 
     pub fn input(&self) -> &InputConfig {
-        &self.input
+        &self.raw.input
     }
 
     pub fn batch(&self) -> &BatchConfig {
-        &self.batch
+        &self.raw.batch
     }
 
     pub fn window(&self) -> &WindowConfig {
-        &self.window
+        &self.raw.window
     }
 
     pub fn extract(&self) -> &ExtractConfig {
-        &self.extract
+        &self.raw.extract
     }
 
     pub fn output(&self) -> &OutputConfig {
-        &self.output
+        &self.raw.output
     }
 
     pub fn redis(&self) -> &RedisConfig {
-        &self.redis
+        &self.raw.redis
     }
 
     pub fn retry(&self) -> &RetryConfig {
-        &self.retry
+        &self.raw.retry
     }
 
     pub fn ownership(&self) -> &OwnershipConfig {
-        &self.ownership
+        &self.raw.ownership
     }
 
     pub fn log(&self) -> &LogConfig {
-        &self.log
+        &self.raw.log
     }
 
     pub fn http(&self) -> &HttpConfig {
-        &self.http
+        &self.raw.http
     }
 
     /// The enabled streams, by name.
     pub fn enabled_streams(&self) -> impl Iterator<Item = (&String, &StreamConfig)> {
-        streams::enabled(&self.streams)
+        streams::enabled(&self.raw.streams)
     }
 
     /// The effective configuration as TOML, secrets included: for writing a file to load.
     pub fn to_toml(&self) -> String {
-        self.to_raw().to_toml()
+        self.raw.to_toml()
     }
 
     /// This configuration with its secrets replaced (see [`redact`]): for showing it.
@@ -297,17 +257,17 @@ impl Config {
 
     /// Window width in milliseconds.
     pub fn width_ms(&self) -> i64 {
-        self.window.width.as_millis() as i64
+        self.raw.window.width.as_millis() as i64
     }
 
     /// Window slide in milliseconds.
     pub fn slide_ms(&self) -> i64 {
-        self.window.slide.as_millis() as i64
+        self.raw.window.slide.as_millis() as i64
     }
 
     /// Out-of-orderness in milliseconds.
     pub fn out_of_orderness_ms(&self) -> i64 {
-        self.window.out_of_orderness.as_millis() as i64
+        self.raw.window.out_of_orderness.as_millis() as i64
     }
 
     /// `window.memory_budget` in bytes.
@@ -318,7 +278,7 @@ impl Config {
     /// The extra stop words from `extract.stop_words_file`, read as
     /// [`parse_stop_words`](crate::extract::parse_stop_words) says.
     pub fn extra_stop_words(&self) -> Result<Vec<String>, ConfigError> {
-        self.extract.extra_stop_words()
+        self.raw.extract.extra_stop_words()
     }
 }
 

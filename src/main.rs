@@ -45,62 +45,7 @@ enum Command {
         config: Option<PathBuf>,
     },
     /// Produce realistic sample traffic to the input topics.
-    Generate {
-        #[arg(long, default_value = "127.0.0.1:9092")]
-        brokers: String,
-        #[arg(long, default_value = "danmu")]
-        danmu_topic: String,
-        #[arg(long, default_value = "text")]
-        text_topic: String,
-        /// Records per second in total (0: as fast as possible).
-        #[arg(long, default_value_t = 1000)]
-        rate: u32,
-        /// Records in total (0: until interrupted).
-        #[arg(long, default_value_t = 0)]
-        count: u64,
-        /// Number of live rooms.
-        #[arg(long, default_value_t = 50)]
-        rooms: u32,
-        /// Add to each record one or two made-up words, drawn Zipf-like from this many
-        /// (0: none), so that the number of distinct terms grows with the run.
-        #[arg(long, default_value_t = 0)]
-        vocabulary: u32,
-        /// Share of records that are text posts.
-        #[arg(long, default_value_t = 0.1)]
-        text_share: f64,
-        /// One malformed record every N records (0: none).
-        #[arg(long, default_value_t = 0)]
-        bad_every: u64,
-        /// Share of records whose event time is moved back by up to --max-delay-ms.
-        #[arg(long, default_value_t = 0.0)]
-        out_of_order: f64,
-        #[arg(long, default_value_t = 3000)]
-        max_delay_ms: i64,
-        /// Share of records moved back by 5–30 s (late for windows already closed).
-        #[arg(long, default_value_t = 0.0)]
-        late: f64,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Event time of the first record in epoch ms (default: the wall clock at send time).
-        #[arg(long)]
-        start_ms: Option<i64>,
-        /// Event-time step between records with --start-ms.
-        #[arg(long, default_value_t = 1)]
-        step_ms: i64,
-        /// How long the producer waits to fill a batch (librdkafka `linger.ms`).
-        #[arg(long, default_value_t = 20)]
-        linger_ms: u32,
-        /// Records per batch at most (librdkafka `batch.num.messages`).
-        #[arg(long, default_value_t = 10_000)]
-        batch_records: u32,
-        /// Compression of the batches: none, lz4, zstd, snappy or gzip.
-        #[arg(long, default_value = "none")]
-        compression: String,
-        /// Any other librdkafka producer property, as KEY=VALUE (repeatable): security
-        /// settings, say.
-        #[arg(short = 'X', long = "producer-property", value_parser = key_value)]
-        producer_property: Vec<(String, String)>,
-    },
+    Generate(GenerateArgs),
     /// Exit 0 when the HTTP endpoint at --addr answers 200 on --path (a container health
     /// check; the image has no HTTP client).
     Health {
@@ -164,73 +109,9 @@ fn real_main() -> anyhow::Result<()> {
             config.extra_stop_words()?;
             print!("{}", config.redacted().to_toml());
         }
-        Command::Generate {
-            brokers,
-            danmu_topic,
-            text_topic,
-            rate,
-            count,
-            rooms,
-            vocabulary,
-            text_share,
-            bad_every,
-            out_of_order,
-            max_delay_ms,
-            late,
-            seed,
-            start_ms,
-            step_ms,
-            linger_ms,
-            batch_records,
-            compression,
-            producer_property,
-        } => {
+        Command::Generate(args) => {
             init_logs("info", LogFormat::Text);
-            anyhow::ensure!(
-                (0.0..=1.0).contains(&text_share),
-                "--text-share ({text_share}) must be between 0 and 1"
-            );
-            anyhow::ensure!(rooms > 0, "--rooms (0) must be at least 1");
-            for (flag, share) in [("--out-of-order", out_of_order), ("--late", late)] {
-                anyhow::ensure!(
-                    (0.0..=1.0).contains(&share),
-                    "{flag} ({share}) must be between 0 and 1"
-                );
-            }
-            anyhow::ensure!(
-                vocabulary <= MAX_VOCABULARY,
-                "--vocabulary ({vocabulary}) must be at most {MAX_VOCABULARY}"
-            );
-            let opts = GenerateOptions {
-                brokers,
-                danmu_topic,
-                text_topic,
-                rate,
-                count,
-                rooms,
-                vocabulary,
-                text_share,
-                bad_every,
-                seed,
-                event_time: match start_ms {
-                    Some(start_ms) => EventTime::Fixed { start_ms, step_ms },
-                    None => EventTime::Now,
-                },
-                disorder: Disorder {
-                    out_of_order,
-                    max_delay_ms,
-                    late,
-                },
-                producer: [
-                    ("linger.ms", linger_ms.to_string()),
-                    ("batch.num.messages", batch_records.to_string()),
-                    ("compression.type", compression),
-                ]
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v))
-                .chain(producer_property)
-                .collect(),
-            };
+            let opts = generate_options(args)?;
             let report = runtime.block_on(generate(&opts, shutdown_signal()))?;
             println!(
                 "danmu={} posts={} bad={}",
@@ -305,4 +186,118 @@ fn key_value(arg: &str) -> Result<(String, String), String> {
         .map(|(k, v)| (k.trim().to_owned(), v.to_owned()))
         .filter(|(k, _)| !k.is_empty())
         .ok_or_else(|| format!("{arg:?} is not KEY=VALUE"))
+}
+
+/// `trendstream generate`'s arguments.
+#[derive(clap::Args)]
+struct GenerateArgs {
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    brokers: String,
+    #[arg(long, default_value = "danmu")]
+    danmu_topic: String,
+    #[arg(long, default_value = "text")]
+    text_topic: String,
+    /// Records per second in total (0: as fast as possible).
+    #[arg(long, default_value_t = 1000)]
+    rate: u32,
+    /// Records in total (0: until interrupted).
+    #[arg(long, default_value_t = 0)]
+    count: u64,
+    /// Number of live rooms.
+    #[arg(long, default_value_t = 50)]
+    rooms: u32,
+    /// Add to each record one or two made-up words, drawn Zipf-like from this many
+    /// (0: none), so that the number of distinct terms grows with the run.
+    #[arg(long, default_value_t = 0)]
+    vocabulary: u32,
+    /// Share of records that are text posts.
+    #[arg(long, default_value_t = 0.1)]
+    text_share: f64,
+    /// One malformed record every N records (0: none).
+    #[arg(long, default_value_t = 0)]
+    bad_every: u64,
+    /// Share of records whose event time is moved back by up to --max-delay-ms.
+    #[arg(long, default_value_t = 0.0)]
+    out_of_order: f64,
+    #[arg(long, default_value_t = 3000)]
+    max_delay_ms: i64,
+    /// Share of records moved back by 5–30 s (late for windows already closed).
+    #[arg(long, default_value_t = 0.0)]
+    late: f64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Event time of the first record in epoch ms (default: the wall clock at send time).
+    #[arg(long)]
+    start_ms: Option<i64>,
+    /// Event-time step between records with --start-ms.
+    #[arg(long, default_value_t = 1)]
+    step_ms: i64,
+    /// How long the producer waits to fill a batch (librdkafka `linger.ms`).
+    #[arg(long, default_value_t = 20)]
+    linger_ms: u32,
+    /// Records per batch at most (librdkafka `batch.num.messages`).
+    #[arg(long, default_value_t = 10_000)]
+    batch_records: u32,
+    /// Compression of the batches: none, lz4, zstd, snappy or gzip.
+    #[arg(long, default_value = "none")]
+    compression: String,
+    /// Any other librdkafka producer property, as KEY=VALUE (repeatable): security
+    /// settings, say.
+    #[arg(short = 'X', long = "producer-property", value_parser = key_value)]
+    producer_property: Vec<(String, String)>,
+}
+
+/// What `generate` is to do, its arguments checked.
+fn generate_options(a: GenerateArgs) -> anyhow::Result<GenerateOptions> {
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&a.text_share),
+        "--text-share ({}) must be between 0 and 1",
+        a.text_share
+    );
+    anyhow::ensure!(a.rooms > 0, "--rooms (0) must be at least 1");
+    for (flag, share) in [("--out-of-order", a.out_of_order), ("--late", a.late)] {
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&share),
+            "{flag} ({share}) must be between 0 and 1"
+        );
+    }
+    anyhow::ensure!(
+        a.vocabulary <= MAX_VOCABULARY,
+        "--vocabulary ({}) must be at most {MAX_VOCABULARY}",
+        a.vocabulary
+    );
+    let producer = [
+        ("linger.ms", a.linger_ms.to_string()),
+        ("batch.num.messages", a.batch_records.to_string()),
+        ("compression.type", a.compression),
+    ];
+    Ok(GenerateOptions {
+        brokers: a.brokers,
+        danmu_topic: a.danmu_topic,
+        text_topic: a.text_topic,
+        rate: a.rate,
+        count: a.count,
+        rooms: a.rooms,
+        vocabulary: a.vocabulary,
+        text_share: a.text_share,
+        bad_every: a.bad_every,
+        seed: a.seed,
+        event_time: match a.start_ms {
+            Some(start_ms) => EventTime::Fixed {
+                start_ms,
+                step_ms: a.step_ms,
+            },
+            None => EventTime::Now,
+        },
+        disorder: Disorder {
+            out_of_order: a.out_of_order,
+            max_delay_ms: a.max_delay_ms,
+            late: a.late,
+        },
+        producer: producer
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .chain(a.producer_property)
+            .collect(),
+    })
 }

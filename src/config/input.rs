@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{invalid, ConfigError};
+use super::{invalid, positive, ConfigError};
 
 /// The most threads `batch.workers` may ask for.
 const MAX_WORKERS: usize = 256;
@@ -33,13 +33,7 @@ pub struct BatchConfig {
 
 impl InputConfig {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
-        if self.max_event_time_ahead.is_zero() {
-            return Err(invalid(
-                "input.max_event_time_ahead",
-                "0s",
-                "must be longer than 0",
-            ));
-        }
+        positive("input.max_event_time_ahead", self.max_event_time_ahead)?;
         if self.max_message_bytes == 0 {
             return Err(invalid("input.max_message_bytes", 0, "must be at least 1"));
         }
@@ -52,9 +46,7 @@ impl BatchConfig {
         if self.max_records == 0 {
             return Err(invalid("batch.max_records", 0, "must be at least 1"));
         }
-        if self.max_wait.is_zero() {
-            return Err(invalid("batch.max_wait", "0s", "must be longer than 0"));
-        }
+        positive("batch.max_wait", self.max_wait)?;
         if self.workers > MAX_WORKERS {
             return Err(invalid(
                 "batch.workers",

@@ -2,24 +2,11 @@
 
 use std::collections::BTreeMap;
 
+use rdkafka::ClientConfig;
 use serde::{Deserialize, Serialize};
 
 use super::{invalid, ConfigError};
 use crate::redact;
-
-/// Properties of the consumer that trendstream sets itself (`run::consumer`).
-const OWNED_CONSUMER_PROPERTIES: &[&str] = &[
-    "group.id",
-    "bootstrap.servers",
-    "client.id",
-    "enable.auto.commit",
-    "enable.auto.offset.store",
-];
-
-/// Properties of the producer that trendstream sets itself (`sink::kafka`): it writes window
-/// records and dead letters idempotently.
-const OWNED_PRODUCER_PROPERTIES: &[&str] =
-    &["bootstrap.servers", "client.id", "enable.idempotence"];
 
 /// `Debug` shows secrets redacted, like [`Config::redacted`](super::Config::redacted).
 #[derive(Clone, Serialize, Deserialize)]
@@ -69,6 +56,36 @@ impl std::fmt::Debug for KafkaConfig {
 }
 
 impl KafkaConfig {
+    /// The consumer's client: its properties, then those trendstream sets itself, from the
+    /// keys above and to commit only what was written.
+    pub fn consumer_client(&self) -> ClientConfig {
+        client(&self.consumer_properties(), &self.owned_by_consumer())
+    }
+
+    /// The producer's client: its properties, then those trendstream sets itself (it writes
+    /// window records and dead letters idempotently).
+    pub fn producer_client(&self) -> ClientConfig {
+        client(&self.producer_properties(), &self.owned_by_producer())
+    }
+
+    fn owned_by_consumer(&self) -> [(&'static str, &str); 5] {
+        [
+            ("group.id", &self.group_id),
+            ("bootstrap.servers", &self.brokers),
+            ("client.id", &self.client_id),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+        ]
+    }
+
+    fn owned_by_producer(&self) -> [(&'static str, &str); 3] {
+        [
+            ("bootstrap.servers", &self.brokers),
+            ("client.id", &self.client_id),
+            ("enable.idempotence", "true"),
+        ]
+    }
+
     /// The consumer's librdkafka properties: `common`, with `consumer` laid over it.
     pub fn consumer_properties(&self) -> BTreeMap<String, String> {
         laid_over(&self.common, &self.consumer)
@@ -112,11 +129,13 @@ impl KafkaConfig {
                 return Err(invalid(key, "\"\"", "must not be empty"));
             }
         }
+        let consumer: Vec<&str> = self.owned_by_consumer().map(|(k, _)| k).to_vec();
+        let producer: Vec<&str> = self.owned_by_producer().map(|(k, _)| k).to_vec();
         for (table, props, owned) in [
-            ("common", &self.common, OWNED_CONSUMER_PROPERTIES),
-            ("common", &self.common, OWNED_PRODUCER_PROPERTIES),
-            ("consumer", &self.consumer, OWNED_CONSUMER_PROPERTIES),
-            ("producer", &self.producer, OWNED_PRODUCER_PROPERTIES),
+            ("common", &self.common, &consumer),
+            ("common", &self.common, &producer),
+            ("consumer", &self.consumer, &consumer),
+            ("producer", &self.producer, &producer),
         ] {
             for owned in owned {
                 if let Some(value) = props.get(*owned) {
@@ -174,4 +193,16 @@ fn properties<'de, D: serde::Deserializer<'de>>(
             (k, v)
         })
         .collect())
+}
+
+/// A client configuration of `props`, then `owned` over them.
+fn client(props: &BTreeMap<String, String>, owned: &[(&str, &str)]) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    for (key, value) in props {
+        client.set(key, value);
+    }
+    for (key, value) in owned {
+        client.set(*key, *value);
+    }
+    client
 }

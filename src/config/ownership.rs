@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{invalid, show, ConfigError};
+use super::{invalid, positive, show, ConfigError};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,13 +23,7 @@ pub struct OwnershipConfig {
 
 impl OwnershipConfig {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
-        if self.renew_every.is_zero() {
-            return Err(invalid(
-                "ownership.renew_every",
-                "0s",
-                "must be longer than 0",
-            ));
-        }
+        positive("ownership.renew_every", self.renew_every)?;
         if self.lease < self.renew_every * 3 {
             return Err(invalid(
                 "ownership.lease",

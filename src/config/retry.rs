@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{invalid, show, ConfigError, KafkaConfig};
+use super::{invalid, positive, show, ConfigError, KafkaConfig};
 
 /// The consumer property bounding the time between polls, and librdkafka's default for it.
 /// While a sink write is retried the consumer is not polled, so `retry.give_up_after` must be
@@ -30,13 +30,7 @@ pub struct RetryConfig {
 impl RetryConfig {
     /// Back-offs in order, and giving up before `kafka`'s consumer would be evicted.
     pub(super) fn validate(&self, kafka: &KafkaConfig) -> Result<(), ConfigError> {
-        if self.initial_backoff.is_zero() {
-            return Err(invalid(
-                "retry.initial_backoff",
-                "0s",
-                "must be longer than 0",
-            ));
-        }
+        positive("retry.initial_backoff", self.initial_backoff)?;
         if self.max_backoff < self.initial_backoff {
             return Err(invalid(
                 "retry.max_backoff",

@@ -10,7 +10,7 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
@@ -137,21 +137,9 @@ impl ConsumerContext for RebalanceContext {
 
 pub(super) fn create_consumer(config: &Config) -> Result<Kafka, RunError> {
     let k = config.kafka();
-    let props = k.consumer_properties();
-    let mut client = ClientConfig::new();
-    for (key, value) in &props {
-        client.set(key, value);
-    }
-    // The properties in `config::OWNED_CONSUMER_PROPERTIES`.
-    client
-        .set("bootstrap.servers", &k.brokers)
-        .set("group.id", &k.group_id)
-        .set("client.id", &k.client_id)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false");
-    client
+    k.consumer_client()
         .create_with_context(RebalanceContext::default())
-        .map_err(|err| RunError::CreateConsumer(redact_client_error(err, &props)))
+        .map_err(|err| RunError::CreateConsumer(redact_client_error(err, &k.consumer_properties())))
 }
 
 /// The cluster's metadata, asked for every second until it comes, the brokers refuse this

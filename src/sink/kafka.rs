@@ -15,7 +15,6 @@ use std::time::Duration;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders, ToBytes};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
-use rdkafka::ClientConfig;
 use serde::Serialize;
 
 use super::SinkError;
@@ -219,16 +218,8 @@ impl KafkaSink {
     /// A producer for the output topic (of `output_partitions` partitions) and the dead letters.
     pub fn new(config: &KafkaConfig, output_partitions: i32) -> Result<KafkaSink, KafkaError> {
         let props = config.producer_properties();
-        let mut client = ClientConfig::new();
-        for (key, value) in &props {
-            client.set(key, value);
-        }
-        // The properties in `config::OWNED_PRODUCER_PROPERTIES`.
-        client
-            .set("bootstrap.servers", &config.brokers)
-            .set("client.id", &config.client_id)
-            .set("enable.idempotence", "true");
-        let producer = client
+        let producer = config
+            .producer_client()
             .create()
             .map_err(|err| redact_client_error(err, &props))?;
         let max_record_bytes = props

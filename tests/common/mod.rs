@@ -435,23 +435,11 @@ pub fn start_redis_cluster(dir: &std::path::Path) -> (Vec<String>, Vec<u32>) {
         urls.push(url);
         pids.push(pid);
     }
-    let mut create = Command::new("redis-cli");
-    create.args(["--cluster", "create"]);
-    for url in &urls {
-        create.arg(url.trim_start_matches("redis://"));
-    }
-    let out = create
-        .args(["--cluster-replicas", "0", "--cluster-yes"])
-        .output()
-        .expect("redis-cli");
-    assert!(
-        out.status.success(),
-        "cluster create: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    for url in &urls {
-        wait_cluster_ok(url);
-    }
+    let addrs: Vec<&str> = urls
+        .iter()
+        .map(|u| u.trim_start_matches("redis://"))
+        .collect();
+    create_cluster(&[], &addrs);
     (urls, pids)
 }
 
@@ -487,12 +475,37 @@ pub fn start_cluster_node(dir: &std::path::Path, port: u16) -> (String, u32) {
     (format!("redis://127.0.0.1:{port}"), pid)
 }
 
+/// Makes the nodes at `addrs` (`host:port`) a cluster of masters with `redis-cli`, given `cli`
+/// (its TLS and user arguments, if any), and waits until each says the cluster is healthy.
+pub fn create_cluster(cli: &[&str], addrs: &[&str]) {
+    let out = Command::new("redis-cli")
+        .args(cli)
+        .args(["--cluster", "create"])
+        .args(addrs)
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .output()
+        .expect("redis-cli");
+    assert!(
+        out.status.success(),
+        "cluster create: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    for addr in addrs {
+        wait_cluster_ok_with(cli, addr);
+    }
+}
+
 /// Waits until the node at `url` says the cluster is healthy.
 pub fn wait_cluster_ok(url: &str) {
-    let port = url.rsplit(':').next().expect("port");
+    wait_cluster_ok_with(&[], url.trim_start_matches("redis://"));
+}
+
+fn wait_cluster_ok_with(cli: &[&str], addr: &str) {
+    let port = addr.rsplit(':').next().expect("port");
     let deadline = std::time::Instant::now() + DEADLINE;
     loop {
         let out = Command::new("redis-cli")
+            .args(cli)
             .args(["-p", port, "cluster", "info"])
             .output()
             .expect("redis-cli");
@@ -501,7 +514,7 @@ pub fn wait_cluster_ok(url: &str) {
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "cluster at {url} not ok"
+            "cluster at {addr} not ok"
         );
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -177,44 +177,11 @@ pub fn start_redis_tls_cluster(certs: &Certs, dir: &Path) -> Vec<String> {
         spawn_service("redis-server", &args);
         wait_for_port(*port);
     }
-    let mut create = Command::new("redis-cli");
-    create.args(["--tls", "--cacert"]).arg(&certs.ca).args([
-        "--user",
-        USER,
-        "--pass",
-        PASSWORD,
-        "--cluster",
-        "create",
-    ]);
-    for port in &ports {
-        create.arg(format!("127.0.0.1:{port}"));
-    }
-    let out = create
-        .args(["--cluster-replicas", "0", "--cluster-yes"])
-        .output()
-        .expect("redis-cli");
-    assert!(
-        out.status.success(),
-        "cluster create: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let deadline = std::time::Instant::now() + super::DEADLINE;
-    for port in &ports {
-        loop {
-            let out = Command::new("redis-cli")
-                .args(["--tls", "--cacert"])
-                .arg(&certs.ca)
-                .args(["--user", USER, "--pass", PASSWORD, "-p", &port.to_string()])
-                .args(["cluster", "info"])
-                .output()
-                .expect("redis-cli");
-            if String::from_utf8_lossy(&out.stdout).contains("cluster_state:ok") {
-                break;
-            }
-            assert!(std::time::Instant::now() < deadline, "cluster not ok");
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-    }
+    let ca = certs.ca.display().to_string();
+    let cli = ["--tls", "--cacert", &ca, "--user", USER, "--pass", PASSWORD];
+    let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let addrs: Vec<&str> = addrs.iter().map(String::as_str).collect();
+    super::create_cluster(&cli, &addrs);
     ports
         .iter()
         .map(|port| format!("rediss://{USER}:{PASSWORD}@127.0.0.1:{port}"))

@@ -72,6 +72,7 @@ async fn counter(http: &str, name: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_million_distinct_group_keys_keep_memory_bounded_and_the_process_live() {
+    let _turn = crate::chaos::ONE_AT_A_TIME.lock().await;
     let http = format!("127.0.0.1:{}", free_port());
     let config = config(&format!(
         "[streams.text]\nenabled = false\n[batch]\nmax_records = 10000\n[http]\nlisten = \"{http}\""

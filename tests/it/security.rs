@@ -37,6 +37,27 @@ impl Topics {
     }
 }
 
+/// Certificates, topics and a broker requiring SCRAM behind TLS, under `dir`.
+struct Secured {
+    dir: tempfile::TempDir,
+    certs: Certs,
+    topics: Topics,
+    kafka: SecureKafka,
+}
+
+async fn secured() -> Secured {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = tls::certs(dir.path());
+    let topics = Topics::new();
+    let kafka = tls::start_secure_tansu(&certs, dir.path(), &topics.all()).await;
+    Secured {
+        dir,
+        certs,
+        topics,
+        kafka,
+    }
+}
+
 /// A configuration reading `topics` from `kafka` with `kafka_password`, writing to `redis`;
 /// `redis_extra` is laid over `[redis]`.
 fn secure_config(
@@ -118,14 +139,12 @@ async fn pipeline_counts_exactly(
     produce_records(kafka, &properties, &topics.danmu).await;
     let running = start(config.clone());
 
-    let out = read_topic_with(
-        &kafka.brokers,
-        &properties,
-        &topics.output,
-        2,
-        Duration::from_millis(500),
-    )
-    .await;
+    let read = |topic: String, count, settle| {
+        let properties = properties.clone();
+        let brokers = kafka.brokers.clone();
+        async move { read_topic_with(&brokers, &properties, &topic, count, settle).await }
+    };
+    let out = read(topics.output.clone(), 2, Duration::from_millis(500)).await;
     let windows: Vec<(i64, Value)> = out
         .iter()
         .map(|m| {
@@ -143,14 +162,7 @@ async fn pipeline_counts_exactly(
             (0, json!([["主播", 2], ["加油", 1], ["太强", 1]])),
         ]
     );
-    let dead = read_topic_with(
-        &kafka.brokers,
-        &properties,
-        &topics.dead,
-        1,
-        Duration::from_millis(200),
-    )
-    .await;
+    let dead = read(topics.dead.clone(), 1, Duration::from_millis(200)).await;
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].payload(), Some(&b"not json"[..]));
 
@@ -185,16 +197,14 @@ async fn pipeline_counts_exactly(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kafka_over_tls_with_scram_and_redis_over_tls_with_an_acl_user_count_exactly() {
-    let dir = tempfile::tempdir().unwrap();
-    let certs = tls::certs(dir.path());
-    let topics = Topics::new();
-    let kafka = tls::start_secure_tansu(&certs, dir.path(), &topics.all()).await;
-    let redis_url = tls::start_redis_tls(&certs);
+    let s = secured().await;
+    let (certs, topics, kafka) = (&s.certs, &s.topics, &s.kafka);
+    let redis_url = tls::start_redis_tls(certs);
     let ca = certs.ca.display().to_string();
     pipeline_counts_exactly(
-        &certs,
-        &kafka,
-        &topics,
+        certs,
+        kafka,
+        topics,
         &redis_url,
         &format!("tls_ca_file = {ca:?}"),
     )
@@ -203,16 +213,14 @@ async fn kafka_over_tls_with_scram_and_redis_over_tls_with_an_acl_user_count_exa
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_redis_cluster_over_tls_with_an_acl_user_counts_exactly() {
-    let dir = tempfile::tempdir().unwrap();
-    let certs = tls::certs(dir.path());
-    let topics = Topics::new();
-    let kafka = tls::start_secure_tansu(&certs, dir.path(), &topics.all()).await;
-    let nodes = tls::start_redis_tls_cluster(&certs, dir.path());
+    let s = secured().await;
+    let (certs, topics, kafka) = (&s.certs, &s.topics, &s.kafka);
+    let nodes = tls::start_redis_tls_cluster(certs, s.dir.path());
     let ca = certs.ca.display().to_string();
     pipeline_counts_exactly(
-        &certs,
-        &kafka,
-        &topics,
+        certs,
+        kafka,
+        topics,
         &nodes.join(","),
         &format!("cluster = true\ntls_ca_file = {ca:?}"),
     )
@@ -235,11 +243,9 @@ async fn start_up_failure(config: &trendstream::config::Config, dir: &Path) -> S
 
 #[tokio::test(flavor = "multi_thread")]
 async fn wrong_credentials_or_an_untrusted_certificate_stop_start_up_with_one_clear_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let certs = tls::certs(dir.path());
-    let topics = Topics::new();
-    let kafka = tls::start_secure_tansu(&certs, dir.path(), &topics.all()).await;
-    let redis_url = tls::start_redis_tls(&certs);
+    let s = secured().await;
+    let (certs, topics, kafka) = (&s.certs, &s.topics, &s.kafka);
+    let redis_url = tls::start_redis_tls(certs);
     let ca = certs.ca.display().to_string();
     let trusted = format!("tls_ca_file = {ca:?}");
     let good = tls::kafka_properties(&certs.ca, PASSWORD);
@@ -251,8 +257,8 @@ async fn wrong_credentials_or_an_untrusted_certificate_stop_start_up_with_one_cl
     // Kafka: a wrong SCRAM password.
     let wrong = tls::kafka_properties(&certs.ca, "wrong-0123");
     let line = start_up_failure(
-        &secure_config(&kafka, &wrong, &topics, &redis_url, &trusted),
-        dir.path(),
+        &secure_config(kafka, &wrong, topics, &redis_url, &trusted),
+        s.dir.path(),
     )
     .await;
     assert!(
@@ -267,8 +273,8 @@ async fn wrong_credentials_or_an_untrusted_certificate_stop_start_up_with_one_cl
         .cloned()
         .collect();
     let line = start_up_failure(
-        &secure_config(&kafka, &untrusted, &topics, &redis_url, &trusted),
-        dir.path(),
+        &secure_config(kafka, &untrusted, topics, &redis_url, &trusted),
+        s.dir.path(),
     )
     .await;
     assert!(
@@ -279,8 +285,8 @@ async fn wrong_credentials_or_an_untrusted_certificate_stop_start_up_with_one_cl
     // Redis: a wrong password for the ACL user.
     let wrong_url = redis_url.replace(PASSWORD, "wrong-0123");
     let line = start_up_failure(
-        &secure_config(&kafka, &good, &topics, &wrong_url, &trusted),
-        dir.path(),
+        &secure_config(kafka, &good, topics, &wrong_url, &trusted),
+        s.dir.path(),
     )
     .await;
     let shown_url = redis_url.replace(&format!("{}:{PASSWORD}", tls::USER), "***");
@@ -293,8 +299,8 @@ async fn wrong_credentials_or_an_untrusted_certificate_stop_start_up_with_one_cl
 
     // Redis: the server's certificate is not trusted (no tls_ca_file: the system's CAs).
     let line = start_up_failure(
-        &secure_config(&kafka, &good, &topics, &redis_url, ""),
-        dir.path(),
+        &secure_config(kafka, &good, topics, &redis_url, ""),
+        s.dir.path(),
     )
     .await;
     assert!(

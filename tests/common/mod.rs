@@ -343,6 +343,19 @@ pub async fn read_topic_with(
     .expect("reader task")
 }
 
+/// The window records a run of `config` wrote: `count` at least, read until no more follow
+/// for a moment.
+pub async fn window_records(config: &Config, count: usize) -> Vec<OwnedMessage> {
+    let k = config.kafka();
+    read_topic(
+        &k.brokers,
+        &k.output_topic,
+        count,
+        Duration::from_millis(500),
+    )
+    .await
+}
+
 /// What a run of `config` wrote: `windows` window records at least, then `dead` dead letters
 /// at least, each read until no more follow for a moment.
 pub async fn outputs(
@@ -351,13 +364,7 @@ pub async fn outputs(
     dead: usize,
 ) -> (Vec<OwnedMessage>, Vec<OwnedMessage>) {
     let brokers = &config.kafka().brokers;
-    let out = read_topic(
-        brokers,
-        &config.kafka().output_topic,
-        windows,
-        Duration::from_millis(500),
-    )
-    .await;
+    let out = window_records(config, windows).await;
     let dead = read_topic(
         brokers,
         &config.kafka().dead_letter_topic,
@@ -521,15 +528,30 @@ fn wait_cluster_ok_with(cli: &[&str], addr: &str) {
 }
 
 /// Waits until `condition` holds, checking every 50 ms, failing after [`DEADLINE`].
-pub async fn eventually<F, Fut>(what: &str, mut condition: F)
+pub async fn eventually<F, Fut>(what: &str, condition: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = Instant::now() + DEADLINE;
+    eventually_every(what, Duration::from_millis(50), DEADLINE, condition).await;
+}
+
+/// Waits until `condition` holds, checking every `every`, failing after `deadline`: for
+/// conditions that are costly to check (each check a new client of the broker) and progress
+/// that a loaded broker may make slowly.
+pub async fn eventually_every<F, Fut>(
+    what: &str,
+    every: Duration,
+    deadline: Duration,
+    mut condition: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + deadline;
     while !condition().await {
         assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(every).await;
     }
 }
 

@@ -78,13 +78,7 @@ async fn danmu_windows_reach_kafka_and_redis_with_exact_counts() {
     }
 
     let running = start(config.clone());
-    let out = read_topic(
-        &brokers,
-        &config.kafka().output_topic,
-        6,
-        Duration::from_millis(500),
-    )
-    .await;
+    let out = window_records(&config, 6).await;
     let group = config.kafka().group_id.clone();
     eventually("the whole batch committed", || async {
         committed(&brokers, &group, &topic, 1).await == vec![Some(8)]
@@ -259,13 +253,7 @@ async fn posts_group_by_source_and_danmu_over_partitions_with_numeric_rooms() {
     }
 
     let running = start(config.clone());
-    let out = read_topic(
-        &brokers,
-        &config.kafka().output_topic,
-        4,
-        Duration::from_millis(500),
-    )
-    .await;
+    let out = window_records(&config, 4).await;
     let mut got: Vec<(String, Value)> = out
         .iter()
         .map(|m| {

@@ -71,6 +71,8 @@ fn secure_config(
         .iter()
         .map(|(k, v)| format!("{k:?} = {v:?}\n"))
         .collect();
+    let (brokers, output) = (&kafka.brokers, &topics.output);
+    let (dead, danmu) = (&topics.dead, &topics.danmu);
     config(&format!(
         r#"
 [kafka]
@@ -92,11 +94,7 @@ url = "{redis}"
 {redis_extra}
 [retry]
 give_up_after = "3m"
-"#,
-        brokers = kafka.brokers,
-        output = topics.output,
-        dead = topics.dead,
-        danmu = topics.danmu,
+"#
     ))
 }
 

@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the hot path on realistic text: decode, normalise, segment, entities,
-//! the whole extraction, and the window update — for short danmu and long posts.
+//! the whole extraction, and the window update — for short danmu and long posts — and the
+//! engine on one partition's batch, with one worker and with one per core.
 //!
 //! `cargo bench --bench hot_path`; throughput is reported per record.
 
@@ -7,6 +8,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use trendstream::decode::decode;
+use trendstream::engine::{Engine, Input};
 use trendstream::extract::{
     normalise_into, Category, EntityFinder, ExtractOptions, Extractor, Scratch,
 };
@@ -140,6 +142,48 @@ fn hot_path(c: &mut Criterion) {
                 black_box(closed.len())
             })
         });
+        for workers in [1, 0] {
+            let name = if workers == 1 {
+                "engine_one_partition_1_worker"
+            } else {
+                "engine_one_partition_all_cores"
+            };
+            group.bench_function(name, |b| {
+                let config = trendstream::config::Config::from_toml(&format!(
+                    "[batch]\nworkers = {workers}"
+                ))
+                .expect("valid");
+                // The default streams: danmu grouped by room, posts ("text") by source.
+                let topic = if corpus.name == "danmu" {
+                    "danmu"
+                } else {
+                    "text"
+                };
+                let extractor = std::sync::Arc::new(Extractor::new(&ExtractOptions::default()));
+                let inputs: Vec<Input<'_>> = corpus
+                    .values
+                    .iter()
+                    .enumerate()
+                    .map(|(offset, value)| Input {
+                        topic,
+                        partition: 0,
+                        offset: offset as i64,
+                        payload: Some(value.as_bytes()),
+                        timestamp: Some(1_763_780_000_000),
+                    })
+                    .collect();
+                let once = Engine::new(&config, std::sync::Arc::clone(&extractor)).process(&inputs);
+                assert_eq!(
+                    (once.counts.records, once.counts.dead_letters),
+                    (N as u64, 0),
+                    "every record is windowed"
+                );
+                b.iter(|| {
+                    let mut engine = Engine::new(&config, std::sync::Arc::clone(&extractor));
+                    black_box(engine.process(&inputs).counts)
+                })
+            });
+        }
         group.finish();
     }
 }

@@ -329,6 +329,12 @@ impl Engine {
             .is_some_and(|s| self.partitions.contains_key(&(s, partition)))
     }
 
+    /// Whether [`Engine::restore`] continues a partition from `checkpoint` (it was made under
+    /// these settings); if not, the partition starts afresh.
+    pub fn resumes_from(&self, checkpoint: &Checkpoint) -> bool {
+        checkpoint.settings == self.settings
+    }
+
     /// Takes up a partition from its checkpoint, or afresh from `fresh_start` (the group's
     /// committed offset, or where the log starts) when it has none. `first_offset` is the first
     /// record the consumer delivered, if any yet. Returns the offset the consumer must seek to,
@@ -342,7 +348,7 @@ impl Engine {
         first_offset: Option<i64>,
     ) -> Option<i64> {
         let stream = self.stream_of(topic)?;
-        let mut state = match checkpoint.filter(|c| c.settings == self.settings) {
+        let mut state = match checkpoint.filter(|c| self.resumes_from(c)) {
             Some(c) => PartitionState {
                 windows: self.windows(stream, c.watermark),
                 next: c.resume,

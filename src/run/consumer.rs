@@ -378,16 +378,26 @@ pub(super) async fn take_up_partitions(
     new: &[(String, i32, Option<i64>)],
 ) -> Result<(), RunError> {
     let group = config.kafka().group_id.as_str();
-    for (topic, partition, first_offset) in new {
+    // Each look-up is a round trip to Redis or the broker, slow while the group rebalances: all
+    // partitions' at once, so a rebalance finds them taken up.
+    let held: &Engine = engine;
+    let starts = futures::future::try_join_all(new.iter().map(
+        |(topic, partition, first_offset)| async move {
+            let checkpoint = with_retry(config.retry(), "checkpoint read", || {
+                checkpoints.load(group, topic, *partition)
+            })
+            .await?;
+            let fresh_start = match (checkpoint, *first_offset) {
+                (Some(c), _) if held.resumes_from(&c) => c.resume,
+                (Some(_), Some(first)) => first,
+                _ => fresh_start(consumer, config, topic, *partition, *first_offset).await,
+            };
+            Ok::<_, RunError>((checkpoint, fresh_start))
+        },
+    ))
+    .await?;
+    for ((topic, partition, first_offset), (checkpoint, fresh_start)) in new.iter().zip(starts) {
         let (topic, partition, first_offset) = (topic.as_str(), *partition, *first_offset);
-        let checkpoint = with_retry(config.retry(), "checkpoint read", || {
-            checkpoints.load(group, topic, partition)
-        })
-        .await?;
-        let fresh_start = match (checkpoint, first_offset) {
-            (Some(_), Some(first)) => first,
-            _ => fresh_start(consumer, config, topic, partition, first_offset).await,
-        };
         let seek = engine.restore(topic, partition, checkpoint, fresh_start, first_offset);
         info!(
             topic,

@@ -5,7 +5,9 @@
 //! assigned to nobody and their records wait forever. So every instance keeps a lease in Redis
 //! on each partition assigned to it and, at the same interval, checks that every partition of
 //! the input topics has a live lease. When some have none for a whole lease time, with no
-//! rebalance of its own in between, the loop leaves and rejoins the group: the broker then
+//! rebalance in between (its own, or another member's: a member between losing its partitions
+//! and being given new ones marks the group as rebalancing in Redis for a lease time), the
+//! loop leaves and rejoins the group: the broker then
 //! assigns every partition again (and, on tansu, chooses a new leader if the dead member led).
 //! Only one instance of the group may rejoin per three lease times (a claim in Redis), so
 //! instances that notice the same orphan do not undo one another's rebalances.
@@ -116,21 +118,24 @@ impl Keeper {
         loop {
             tick.tick().await;
             let assignments = self.consumer.context().assignments();
-            if assignments != assignments_seen || self.consumer.context().rebalancing() {
+            // Between losing its partitions and being given new ones (or before its first
+            // assignment), this instance marks the group as rebalancing.
+            let rebalancing = assignments == 0 || self.consumer.context().rebalancing();
+            if assignments != assignments_seen || rebalancing {
                 // A rebalance here: the broker is assigning partitions anyway; start over.
                 assignments_seen = assignments;
                 missing_since = None;
             }
-            if assignments == 0 {
-                continue; // Not a member yet.
-            }
-            let Some(orphans) = self.renew_and_check().await else {
+            let Some((orphans, group_rebalancing)) = self.renew_and_check(rebalancing).await else {
                 continue;
             };
             self.metrics
                 .partitions_unowned
                 .store(orphans.len() as u64, Ordering::Relaxed);
-            if orphans.is_empty() {
+            if orphans.is_empty() || group_rebalancing {
+                // Partitions are orphans while their members wait for a rebalance to finish
+                // (on tansu a member can wait 10 s and more for its assignment): a rejoin
+                // then would only start the rebalance over.
                 missing_since = None;
                 continue;
             }
@@ -168,9 +173,10 @@ impl Keeper {
         }
     }
 
-    /// Renews the leases on the partitions assigned here; returns the partitions with no live
-    /// lease, or `None` when Redis or the consumer could not tell.
-    async fn renew_and_check(&self) -> Option<Vec<String>> {
+    /// Renews the leases on the partitions assigned here (and, when `rebalancing`, the group's
+    /// rebalancing mark); returns the partitions with no live lease and whether some member is
+    /// rebalancing, or `None` when Redis or the consumer could not tell.
+    async fn renew_and_check(&self, rebalancing: bool) -> Option<(Vec<String>, bool)> {
         let assigned: Vec<(String, i32)> = match self.consumer.assignment() {
             Ok(tpl) => tpl
                 .elements()
@@ -185,25 +191,28 @@ impl Keeper {
         self.metrics
             .partitions_assigned
             .store(assigned.len() as u64, Ordering::Relaxed);
-        let leased = self
+        let renewed = self
             .leases
             .renew(
                 &self.group,
                 &self.owner,
                 &assigned,
+                rebalancing,
                 self.config.lease,
                 &self.partitions,
             )
             .await;
-        match leased {
-            Ok(leased) => Some(
-                self.partitions
+        match renewed {
+            Ok(renewal) => {
+                let orphans = self
+                    .partitions
                     .iter()
-                    .zip(leased)
+                    .zip(renewal.leased)
                     .filter(|(_, leased)| !leased)
                     .map(|((topic, partition), _)| format!("{topic}/{partition}"))
-                    .collect(),
-            ),
+                    .collect();
+                Some((orphans, renewal.rebalancing))
+            }
             Err(err) => {
                 let error = crate::redact::error(&err);
                 warn!(%error, "Cannot renew or read partition leases.");

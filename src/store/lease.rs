@@ -3,8 +3,10 @@
 //!
 //! A partition's lease is the string `{<prefix>lease:<kafka group>}:<topic>:<partition>`,
 //! holding its owner's name with a time to live; the group's rejoin claim is
-//! `{<prefix>lease:<kafka group>}:rejoin`. One hash tag keeps a group's leases in one cluster
-//! slot, so they are read with one `MGET`.
+//! `{<prefix>lease:<kafka group>}:rejoin`, and `{<prefix>lease:<kafka group>}:rebalancing`
+//! says, for a lease time, that some member is in a rebalance (between losing its partitions
+//! and being given new ones). One hash tag keeps a group's leases in one cluster slot, so they
+//! are read with one `MGET`.
 
 use std::time::Duration;
 
@@ -28,43 +30,57 @@ impl Leases {
         }
     }
 
-    /// Sets (or renews) `owner`'s lease on each of `assigned` for `ttl`, then tells whether each
-    /// of `watched` has a live lease; one round trip.
+    /// Sets (or renews) `owner`'s lease on each of `assigned` for `ttl` (and, when `rebalancing`,
+    /// the group's rebalancing mark), then tells whether each of `watched` has a live lease and
+    /// whether some member is rebalancing; one round trip.
     pub async fn renew(
         &self,
         kafka_group: &str,
         owner: &str,
         assigned: &[(String, i32)],
+        rebalancing: bool,
         ttl: Duration,
         watched: &[(String, i32)],
-    ) -> Result<Vec<bool>, SinkError> {
+    ) -> Result<Renewal, SinkError> {
+        let ttl_ms = ttl.as_millis() as u64;
         let mut pipe = redis::pipe();
         for (topic, partition) in assigned {
             pipe.cmd("SET")
                 .arg(lease_key(&self.key_prefix, kafka_group, topic, *partition))
                 .arg(owner)
                 .arg("PX")
-                .arg(ttl.as_millis() as u64)
+                .arg(ttl_ms)
                 .ignore();
         }
-        let mut conn = self.conn.clone();
-        if watched.is_empty() {
-            if !assigned.is_empty() {
-                pipe.query_async::<()>(&mut conn)
-                    .await
-                    .map_err(SinkError::RedisWrite)?;
-            }
-            return Ok(Vec::new());
+        let mark = format!("{}:rebalancing", lease_tag(&self.key_prefix, kafka_group));
+        if rebalancing {
+            pipe.cmd("SET")
+                .arg(&mark)
+                .arg(owner)
+                .arg("PX")
+                .arg(ttl_ms)
+                .ignore();
         }
-        let mget = pipe.cmd("MGET");
+        // The mark, then the leases.
+        let mget = pipe.cmd("MGET").arg(&mark);
         for (topic, partition) in watched {
             mget.arg(lease_key(&self.key_prefix, kafka_group, topic, *partition));
         }
-        let (owners,): (Vec<Option<String>>,) = pipe
+        let mut conn = self.conn.clone();
+        let (values,): (Vec<Option<String>>,) = pipe
             .query_async(&mut conn)
             .await
             .map_err(SinkError::RedisRead)?;
-        Ok(owners.into_iter().map(|o| o.is_some()).collect())
+        let (mark, leases) = values.split_first().ok_or_else(|| {
+            SinkError::RedisRead(redis::RedisError::from((
+                redis::ErrorKind::UnexpectedReturnType,
+                "MGET answered no value",
+            )))
+        })?;
+        Ok(Renewal {
+            leased: leases.iter().map(Option::is_some).collect(),
+            rebalancing: mark.is_some(),
+        })
     }
 
     /// Claims the group's one rejoin for `ttl`; false when another instance holds it.
@@ -89,6 +105,15 @@ impl Leases {
             .map_err(SinkError::RedisWrite)?;
         Ok(set.is_some())
     }
+}
+
+/// What [`Leases::renew`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Renewal {
+    /// Whether each watched partition has a live lease.
+    pub leased: Vec<bool>,
+    /// Whether some member of the group marked itself as rebalancing within a lease time.
+    pub rebalancing: bool,
 }
 
 /// `{<prefix>lease:<kafka group>}`: the hash tag that keeps a group's leases, and its rejoin

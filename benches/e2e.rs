@@ -28,7 +28,7 @@ mod common;
 #[path = "support/measure.rs"]
 mod measure;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -189,12 +189,21 @@ fn raw_consume(brokers: &str, stream: &mut Stream, partitions: i32) -> (f64, Vec
     let mut values: Vec<Vec<u8>> = Vec::with_capacity(stream.records as usize);
     let started = Instant::now();
     let mut bytes = 0u64;
+    let mut last_record = Instant::now();
     while (values.len() as u64) < stream.records {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
             let v = m.payload().unwrap_or_default();
             bytes += v.len() as u64;
             values.push(v.to_vec());
+            last_record = Instant::now();
         }
+        assert!(
+            last_record.elapsed() < Duration::from_secs(30),
+            "raw consume of {}: {} of {} records, then nothing for 30 s",
+            stream.topic,
+            values.len(),
+            stream.records
+        );
     }
     let secs = started.elapsed().as_secs_f64();
     stream.value_bytes = bytes;
@@ -256,15 +265,29 @@ impl Progress {
 }
 
 /// Watches `group` commit `stream` until every record is committed or `until` passes.
+/// Fails, with the end of its log, when one of `children` (whose stderr went to the files in
+/// `logs`) exits first.
 async fn all_committed(
     brokers: &str,
     group: &str,
     stream: &Stream,
     partitions: i32,
     until: Instant,
+    children: &mut [(Child, std::path::PathBuf)],
 ) -> Progress {
     let mut first = None;
     loop {
+        for (child, log) in children.iter_mut() {
+            if let Ok(Some(status)) = child.try_wait() {
+                let text = std::fs::read_to_string(&*log).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(10).collect();
+                panic!(
+                    "{} exited ({status}) before every record was committed; the end of its log:\n{}",
+                    log.display(),
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+        }
         let done: i64 = committed(brokers, group, &stream.topic, partitions)
             .await
             .iter()
@@ -317,17 +340,23 @@ async fn trendstream_run(
     .await;
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("trendstream.toml");
-    std::fs::write(&file, config.to_toml()).expect("config file");
+    // Only what differs from the defaults, so that an older build (`BENCH_RUN_BIN`) that does not
+    // know a newer key still reads it.
+    let defaults = trendstream::config::Config::from_toml("").expect("the defaults are valid");
+    let toml = changed_from(&config.to_toml(), &defaults.to_toml());
+    std::fs::write(&file, toml).expect("config file");
 
     let started = Instant::now();
-    let children: Vec<Child> = (0..instances)
-        .map(|_| {
-            Command::new(run_bin())
+    let mut children: Vec<(Child, std::path::PathBuf)> = (0..instances)
+        .map(|i| {
+            let log = dir.path().join(format!("instance-{i}.log"));
+            let child = Command::new(run_bin())
                 .args(["run", "--config"])
                 .arg(&file)
-                .stderr(Stdio::null())
+                .stderr(std::fs::File::create(&log).expect("log file"))
                 .spawn()
-                .expect("start trendstream")
+                .expect("start trendstream");
+            (child, log)
         })
         .collect();
     let progress = all_committed(
@@ -336,17 +365,18 @@ async fn trendstream_run(
         stream,
         partitions,
         started + Duration::from_secs(3600),
+        &mut children,
     )
     .await;
     let secs = started.elapsed().as_secs_f64();
     let mut report = progress.rates(started);
     let (mut cpu, mut rss) = (0.0, 0.0f64);
-    for child in &children {
+    for (child, _) in &children {
         let (c, r) = usage(child.id());
         cpu += c;
         rss = rss.max(r);
     }
-    for child in children {
+    for (child, _) in children {
         terminate(child);
     }
     let rate = report["records_per_s"].as_f64().unwrap_or(0.0);
@@ -378,6 +408,7 @@ async fn python_run(
         (&other, &stream.topic)
     };
     let started = Instant::now();
+    let log = std::env::temp_dir().join(format!("{group}.log"));
     let child = Command::new(&python)
         .arg(&script)
         .args([
@@ -388,14 +419,25 @@ async fn python_run(
             &output,
             &base.redis().url,
         ])
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
         .spawn()
         .expect("start the Python baseline");
     let until = started + Duration::from_secs(seconds);
-    let progress = all_committed(&base.kafka().brokers, &group, stream, partitions, until).await;
+    let mut children = [(child, log)];
+    let progress = all_committed(
+        &base.kafka().brokers,
+        &group,
+        stream,
+        partitions,
+        until,
+        &mut children,
+    )
+    .await;
     let secs = started.elapsed().as_secs_f64();
+    let [(child, log)] = children;
     let (cpu, rss) = usage(child.id());
     terminate(child);
+    let _ = std::fs::remove_file(log);
     let mut report = progress.rates(started);
     report["seconds"] = json!(secs);
     report["records"] = json!(progress.done);
@@ -403,6 +445,32 @@ async fn python_run(
     report["cpu_seconds"] = json!(cpu);
     report["peak_rss_mib"] = json!(rss);
     report
+}
+
+/// The entries of the TOML `config` whose values differ from those of `defaults`, table by
+/// table.
+fn changed_from(config: &str, defaults: &str) -> String {
+    fn diff(a: &toml::Table, b: &toml::Table) -> toml::Table {
+        let mut out = toml::Table::new();
+        for (key, value) in a {
+            match (value, b.get(key)) {
+                (toml::Value::Table(at), Some(toml::Value::Table(bt))) => {
+                    let inner = diff(at, bt);
+                    if !inner.is_empty() {
+                        out.insert(key.clone(), toml::Value::Table(inner));
+                    }
+                }
+                (value, Some(default)) if value == default => {}
+                (value, _) => {
+                    out.insert(key.clone(), value.clone());
+                }
+            }
+        }
+        out
+    }
+    let config: toml::Table = config.parse().expect("config TOML");
+    let defaults: toml::Table = defaults.parse().expect("defaults TOML");
+    toml::to_string(&diff(&config, &defaults)).expect("TOML")
 }
 
 fn print_row(row: &Value) {

@@ -14,15 +14,18 @@
 //! at most one window width plus the out-of-orderness of records — when a partition moves.
 //! The type, and how a checkpoint is stored, loaded and saved, are in [`crate::store::checkpoint`].
 
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 
 use rayon::iter::{IntoParallelIterator, ParallelIterator};
+use rayon::slice::ParallelSlice;
 
 use crate::config::Config;
 pub use crate::counters::BatchCounts;
 use crate::decode::{check_ahead, decode, DecodeError};
-use crate::extract::{Extractor, Scratch};
+use crate::extract::{Category, Extractor, Scratch};
 use crate::store::checkpoint::Checkpoint;
 use crate::window::{
     Budget, ClosedWindow, PartitionWindows, Placement, StreamId, WatermarkState, WindowSpec,
@@ -177,21 +180,54 @@ struct Records<'b, 'a> {
     max_ahead_ms: i64,
 }
 
-impl Records<'_, '_> {
+/// A partition's records are decoded and extracted in chunks of this many, ahead of the window
+/// update: in parallel on the workers when there are several, one chunk after another when not.
+const CHUNK: usize = 128;
+
+/// A chunk of one partition's records, decoded and extracted: all the window update needs.
+#[derive(Default)]
+struct Prepared<'a> {
+    records: Vec<PreparedRecord<'a>>,
+    /// Every record's items, one after another: a category and where the item is in `text`.
+    items: Vec<(Category, Range<usize>)>,
+    text: String,
+}
+
+struct PreparedRecord<'a> {
+    /// The record's index in the batch.
+    index: usize,
+    /// Processed before the checkpoint: its dead letter went out then.
+    replay: bool,
+    outcome: Result<Extracted<'a>, DecodeError>,
+}
+
+struct Extracted<'a> {
+    group: Cow<'a, str>,
+    event_time: i64,
+    /// The record's items in [`Prepared::items`].
+    items: Range<usize>,
+}
+
+impl<'a> Records<'_, 'a> {
     /// Decodes, extracts and windows the records at `indices` (one partition's, in order).
+    /// Decoding and extraction are pure per record, so with `parallel` they run in chunks on
+    /// the current rayon pool; the window update then takes the records in offset order, so
+    /// the outcome is the same with any number of workers.
     fn process(
         &self,
         stream: StreamId,
         state: &mut PartitionState,
         indices: &[usize],
         scratch: &mut Scratch,
+        parallel: bool,
     ) -> BatchOutput {
         let mut out = BatchOutput::default();
-        let group_by = &self.streams[usize::from(stream)].group_by;
-        let mut gap = None;
+        let group_by = self.streams[usize::from(stream)].group_by.as_str();
         if std::mem::take(&mut state.skip_batch) {
             return out;
         }
+        let mut gap = None;
+        let mut todo: Vec<(usize, bool)> = Vec::with_capacity(indices.len());
         for &index in indices {
             let input = &self.batch[index];
             if !state.accept(input.offset, &mut gap, &mut out.counts.lost)
@@ -205,48 +241,29 @@ impl Records<'_, '_> {
             if replay {
                 out.counts.replayed += 1;
             }
-            let decoded = decode(
-                input.payload,
-                group_by,
-                input.timestamp,
-                self.max_message_bytes,
-            )
-            .and_then(|r| {
-                check_ahead(r.event_time, input.timestamp, self.max_ahead_ms).map(|()| r)
-            });
-            let record = match decoded {
-                Ok(record) => record,
-                Err(err) => {
-                    if !replay {
-                        out.counts.dead_letters += 1;
-                        out.dead.push((index, err));
-                    }
-                    continue;
-                }
-            };
-            let placement = state.windows.record(
-                &record.group,
-                record.event_time,
-                input.offset,
-                |counts| {
-                    self.extractor
-                        .extract(&record.text, scratch, |c, item| counts.add(c, item))
-                },
-                &mut out.closed,
-            );
-            match placement {
-                Placement::OnTime => {}
-                Placement::PartlyLate => out.counts.late_partly += 1,
-                Placement::Dropped => out.counts.late_dropped += 1,
-                Placement::Overflow { max_groups } => {
-                    if !replay {
-                        out.counts.dead_letters += 1;
-                        out.dead
-                            .push((index, DecodeError::TooManyGroups { max_groups }));
-                    }
-                }
+            todo.push((index, replay));
+        }
+
+        if parallel && todo.len() > CHUNK {
+            let prepared: Vec<Prepared<'a>> = todo
+                .par_chunks(CHUNK)
+                .map_init(Scratch::default, |scratch, chunk| {
+                    let mut prepared = Prepared::default();
+                    self.prepare(group_by, chunk, scratch, &mut prepared);
+                    prepared
+                })
+                .collect();
+            for mut chunk in prepared {
+                self.window(state, &mut chunk, &mut out);
+            }
+        } else {
+            let mut prepared = Prepared::default();
+            for chunk in todo.chunks(CHUNK) {
+                self.prepare(group_by, chunk, scratch, &mut prepared);
+                self.window(state, &mut prepared, &mut out);
             }
         }
+
         if let Some((target, first_offset)) = gap {
             let first = &self.batch[indices[0]];
             out.gaps.push(Gap {
@@ -257,6 +274,96 @@ impl Records<'_, '_> {
             });
         }
         out
+    }
+
+    /// Decodes and extracts the records of `chunk` (batch index, replayed) into `prepared`.
+    fn prepare(
+        &self,
+        group_by: &str,
+        chunk: &[(usize, bool)],
+        scratch: &mut Scratch,
+        prepared: &mut Prepared<'a>,
+    ) {
+        let Prepared {
+            records,
+            items,
+            text,
+        } = prepared;
+        for &(index, replay) in chunk {
+            let input = &self.batch[index];
+            let outcome = decode(
+                input.payload,
+                group_by,
+                input.timestamp,
+                self.max_message_bytes,
+            )
+            .and_then(|r| check_ahead(r.event_time, input.timestamp, self.max_ahead_ms).map(|()| r))
+            .map(|record| {
+                let first = items.len();
+                self.extractor
+                    .extract(&record.text, scratch, |category, item| {
+                        let start = text.len();
+                        text.push_str(item);
+                        items.push((category, start..text.len()));
+                    });
+                Extracted {
+                    group: record.group,
+                    event_time: record.event_time,
+                    items: first..items.len(),
+                }
+            });
+            records.push(PreparedRecord {
+                index,
+                replay,
+                outcome,
+            });
+        }
+    }
+
+    /// Adds the records of `prepared` to the partition's windows, in order, and empties it.
+    fn window(
+        &self,
+        state: &mut PartitionState,
+        prepared: &mut Prepared<'a>,
+        out: &mut BatchOutput,
+    ) {
+        for record in prepared.records.drain(..) {
+            let extracted = match record.outcome {
+                Ok(extracted) => extracted,
+                Err(err) => {
+                    if !record.replay {
+                        out.counts.dead_letters += 1;
+                        out.dead.push((record.index, err));
+                    }
+                    continue;
+                }
+            };
+            let placement = state.windows.record(
+                &extracted.group,
+                extracted.event_time,
+                self.batch[record.index].offset,
+                |counts| {
+                    for (category, at) in &prepared.items[extracted.items] {
+                        counts.add(*category, &prepared.text[at.clone()]);
+                    }
+                },
+                &mut out.closed,
+            );
+            match placement {
+                Placement::OnTime => {}
+                Placement::PartlyLate => out.counts.late_partly += 1,
+                Placement::Dropped => out.counts.late_dropped += 1,
+                Placement::Overflow { max_groups } => {
+                    if !record.replay {
+                        out.counts.dead_letters += 1;
+                        out.dead
+                            .push((record.index, DecodeError::TooManyGroups { max_groups }));
+                    }
+                }
+            }
+        }
+        prepared.items.clear();
+        prepared.text.clear();
     }
 }
 
@@ -419,7 +526,8 @@ impl Engine {
     }
 
     /// Processes a batch: each partition's records in batch order, partitions in parallel on
-    /// the engine's workers. Closed windows come out partition by partition (in partition
+    /// the engine's workers, and each partition's records decoded and extracted in parallel
+    /// too (only the window update runs one record after another). Closed windows come out partition by partition (in partition
     /// order), each partition's in the order they closed; dead letters in batch order.
     pub fn process(&mut self, batch: &[Input<'_>]) -> BatchOutput {
         // Route each record to its partition's list.
@@ -452,20 +560,20 @@ impl Engine {
             max_ahead_ms: self.max_ahead_ms,
         };
         let outputs: Vec<BatchOutput> = match &self.workers {
-            Some(pool) if work.len() > 1 => pool.install(|| {
+            Some(pool) => pool.install(|| {
                 work.into_par_iter()
                     .map_init(
                         Scratch::default,
                         |scratch, ((stream, _), state, indices)| {
-                            records.process(stream, state, &indices, scratch)
+                            records.process(stream, state, &indices, scratch, true)
                         },
                     )
                     .collect()
             }),
-            _ => work
+            None => work
                 .into_iter()
                 .map(|((stream, _), state, indices)| {
-                    records.process(stream, state, &indices, &mut self.scratch)
+                    records.process(stream, state, &indices, &mut self.scratch, false)
                 })
                 .collect(),
         };
@@ -1148,6 +1256,32 @@ mod tests {
         for p in 0..6 {
             assert_eq!(one.checkpoint("danmu", p), four.checkpoint("danmu", p));
         }
+    }
+
+    #[test]
+    fn one_partitions_records_extracted_in_parallel_give_what_one_worker_gives() {
+        let with_workers = |workers: usize| {
+            let config = Config::from_toml(&format!("[batch]\nworkers = {workers}")).unwrap();
+            Engine::new(
+                &config,
+                Arc::new(Extractor::new(&ExtractOptions::default())),
+            )
+        };
+        // One partition, in batches of many chunks each (and a last, short one).
+        let log = partition_log(5_000, 7);
+        let (mut one, mut three) = (with_workers(1), with_workers(3));
+        let mut closed = 0;
+        for batch in log.chunks(CHUNK * 7 + 5) {
+            let inputs = inputs("danmu", batch);
+            let (a, b) = (one.process(&inputs), three.process(&inputs));
+            assert_eq!(a.closed, b.closed);
+            assert_eq!(a.dead, b.dead);
+            assert_eq!(a.counts, b.counts);
+            closed += a.closed.len();
+        }
+        assert!(closed > 0, "windows closed");
+        assert!(one.open_groups() > 0 && one.open_groups() == three.open_groups());
+        assert_eq!(one.checkpoint("danmu", 0), three.checkpoint("danmu", 0));
     }
 
     /// A broker that, like tansu 0.6, serves a fetch starting inside a stored batch from the

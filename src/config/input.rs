@@ -27,7 +27,8 @@ pub struct BatchConfig {
     /// Time from a batch's first record to its end at most.
     #[serde(with = "humantime_serde")]
     pub max_wait: Duration,
-    /// Threads that process a batch, one partition at a time each; 0: one per core.
+    /// Threads that process a batch (partitions, and chunks of a partition's records, in
+    /// parallel); 0: one per core.
     pub workers: usize,
 }
 

@@ -1219,15 +1219,23 @@ mod tests {
         }
     }
 
+    /// An engine of the default settings with `workers` threads.
+    fn with_workers(workers: usize) -> Engine {
+        let config = Config::from_toml(&format!("[batch]\nworkers = {workers}")).unwrap();
+        Engine::new(
+            &config,
+            Arc::new(Extractor::new(&ExtractOptions::default())),
+        )
+    }
+
+    fn assert_same_output(a: &BatchOutput, b: &BatchOutput) {
+        assert_eq!(a.closed, b.closed);
+        assert_eq!(a.dead, b.dead);
+        assert_eq!(a.counts, b.counts);
+    }
+
     #[test]
     fn partitions_processed_in_parallel_give_what_one_worker_gives() {
-        let with_workers = |workers: usize| {
-            let config = Config::from_toml(&format!("[batch]\nworkers = {workers}")).unwrap();
-            Engine::new(
-                &config,
-                Arc::new(Extractor::new(&ExtractOptions::default())),
-            )
-        };
         // Six partitions' logs interleaved into batches, as a consumer delivers them.
         let logs: Vec<Vec<(i64, String)>> = (0..6).map(|p| partition_log(2_000, p)).collect();
         let batches: Vec<Vec<Input<'_>>> = (0..20)
@@ -1247,10 +1255,7 @@ mod tests {
             .collect();
         let (mut one, mut four) = (with_workers(1), with_workers(4));
         for batch in &batches {
-            let (a, b) = (one.process(batch), four.process(batch));
-            assert_eq!(a.closed, b.closed);
-            assert_eq!(a.dead, b.dead);
-            assert_eq!(a.counts, b.counts);
+            assert_same_output(&one.process(batch), &four.process(batch));
         }
         assert!(one.open_groups() > 0 && one.open_groups() == four.open_groups());
         for p in 0..6 {
@@ -1260,13 +1265,6 @@ mod tests {
 
     #[test]
     fn one_partitions_records_extracted_in_parallel_give_what_one_worker_gives() {
-        let with_workers = |workers: usize| {
-            let config = Config::from_toml(&format!("[batch]\nworkers = {workers}")).unwrap();
-            Engine::new(
-                &config,
-                Arc::new(Extractor::new(&ExtractOptions::default())),
-            )
-        };
         // One partition, in batches of many chunks each (and a last, short one).
         let log = partition_log(5_000, 7);
         let (mut one, mut three) = (with_workers(1), with_workers(3));
@@ -1274,9 +1272,7 @@ mod tests {
         for batch in log.chunks(CHUNK * 7 + 5) {
             let inputs = inputs("danmu", batch);
             let (a, b) = (one.process(&inputs), three.process(&inputs));
-            assert_eq!(a.closed, b.closed);
-            assert_eq!(a.dead, b.dead);
-            assert_eq!(a.counts, b.counts);
+            assert_same_output(&a, &b);
             closed += a.closed.len();
         }
         assert!(closed > 0, "windows closed");

@@ -6,9 +6,10 @@
 //! on each partition assigned to it and, at the same interval, checks that every partition of
 //! the input topics has a live lease. When some have none for a whole lease time, with no
 //! rebalance in between (its own, or another member's: a member between losing its partitions
-//! and being given new ones marks the group as rebalancing in Redis for a lease time), the
-//! loop leaves and rejoins the group: the broker then
-//! assigns every partition again (and, on tansu, chooses a new leader if the dead member led).
+//! and being given new ones marks the group as rebalancing in Redis for a lease time; a mark
+//! that stays for six lease times is a stuck rebalance and holds nothing back), the loop
+//! leaves and rejoins the group: the broker then assigns every partition again (and, on
+//! tansu, chooses a new leader if the dead member led).
 //! Only one instance of the group may rejoin per three lease times (a claim in Redis), so
 //! instances that notice the same orphan do not undo one another's rebalances.
 //!
@@ -32,6 +33,11 @@ use crate::store::lease::Leases;
 /// Leases between two rejoins of a group: a rebalance on tansu takes up to a session timeout
 /// or two, and a rejoin before it settles starts it over.
 const REJOIN_EVERY_LEASES: u32 = 3;
+
+/// Lease times another member's rebalance holds rejoins back at the most: a rebalance that
+/// goes on longer is stuck (on tansu, waiting for a dead leader), and a rejoin, which makes the
+/// broker choose a new leader, is what ends it.
+const REBALANCE_HOLDS_LEASES: u32 = 6;
 
 /// The lease task, and its verdict.
 pub(super) struct Ownership {
@@ -114,6 +120,8 @@ impl Keeper {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Since when some partition has had no lease, with no rebalance here in between.
         let mut missing_since: Option<Instant> = None;
+        // Since when some member has marked the group as rebalancing, without a break.
+        let mut marked_since: Option<Instant> = None;
         let mut assignments_seen = 0;
         loop {
             tick.tick().await;
@@ -132,7 +140,13 @@ impl Keeper {
             self.metrics
                 .partitions_unowned
                 .store(orphans.len() as u64, Ordering::Relaxed);
-            if orphans.is_empty() || group_rebalancing {
+            if !group_rebalancing {
+                marked_since = None;
+            }
+            let held_back = group_rebalancing
+                && marked_since.get_or_insert_with(Instant::now).elapsed()
+                    < self.config.lease * REBALANCE_HOLDS_LEASES;
+            if orphans.is_empty() || held_back {
                 // Partitions are orphans while their members wait for a rebalance to finish
                 // (on tansu a member can wait 10 s and more for its assignment): a rejoin
                 // then would only start the rebalance over.

@@ -265,8 +265,8 @@ impl Progress {
 }
 
 /// Watches `group` commit `stream` until every record is committed or `until` passes.
-/// Fails, with the end of its log, when one of `children` (whose stderr went to the files in
-/// `logs`) exits first.
+/// Fails, with the end of its log, when one of `children` (each with the file its stderr goes
+/// to) exits first.
 async fn all_committed(
     brokers: &str,
     group: &str,

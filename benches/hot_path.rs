@@ -5,6 +5,7 @@
 //! `cargo bench --bench hot_path`; throughput is reported per record.
 
 use std::hint::black_box;
+use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use trendstream::decode::decode;
@@ -159,7 +160,7 @@ fn hot_path(c: &mut Criterion) {
                 } else {
                     "text"
                 };
-                let extractor = std::sync::Arc::new(Extractor::new(&ExtractOptions::default()));
+                let extractor = Arc::new(Extractor::new(&ExtractOptions::default()));
                 let inputs: Vec<Input<'_>> = corpus
                     .values
                     .iter()
@@ -172,14 +173,14 @@ fn hot_path(c: &mut Criterion) {
                         timestamp: Some(1_763_780_000_000),
                     })
                     .collect();
-                let once = Engine::new(&config, std::sync::Arc::clone(&extractor)).process(&inputs);
+                let once = Engine::new(&config, Arc::clone(&extractor)).process(&inputs);
                 assert_eq!(
                     (once.counts.records, once.counts.dead_letters),
                     (N as u64, 0),
                     "every record is windowed"
                 );
                 b.iter(|| {
-                    let mut engine = Engine::new(&config, std::sync::Arc::clone(&extractor));
+                    let mut engine = Engine::new(&config, Arc::clone(&extractor));
                     black_box(engine.process(&inputs).counts)
                 })
             });

@@ -527,8 +527,9 @@ impl Engine {
 
     /// Processes a batch: each partition's records in batch order, partitions in parallel on
     /// the engine's workers, and each partition's records decoded and extracted in parallel
-    /// too (only the window update runs one record after another). Closed windows come out partition by partition (in partition
-    /// order), each partition's in the order they closed; dead letters in batch order.
+    /// too (only the window update runs one record after another). Closed windows come out
+    /// partition by partition (in partition order), each partition's in the order they closed;
+    /// dead letters in batch order.
     pub fn process(&mut self, batch: &[Input<'_>]) -> BatchOutput {
         // Route each record to its partition's list.
         let mut routes: HashMap<(StreamId, i32), Vec<usize>> = HashMap::new();

@@ -388,6 +388,7 @@ pub(super) async fn take_up_partitions(
             })
             .await?;
             let fresh_start = match (checkpoint, *first_offset) {
+                // Continued from the checkpoint: `restore` does not use the fresh start.
                 (Some(c), _) if held.resumes_from(&c) => c.resume,
                 (Some(_), Some(first)) => first,
                 _ => fresh_start(consumer, config, topic, *partition, *first_offset).await,

@@ -42,23 +42,17 @@ impl Leases {
         ttl: Duration,
         watched: &[(String, i32)],
     ) -> Result<Renewal, SinkError> {
-        let ttl_ms = ttl.as_millis() as u64;
+        let mark = group_key(&self.key_prefix, kafka_group, "rebalancing");
+        let leases = assigned
+            .iter()
+            .map(|(topic, partition)| lease_key(&self.key_prefix, kafka_group, topic, *partition));
         let mut pipe = redis::pipe();
-        for (topic, partition) in assigned {
+        for key in leases.chain(rebalancing.then(|| mark.clone())) {
             pipe.cmd("SET")
-                .arg(lease_key(&self.key_prefix, kafka_group, topic, *partition))
+                .arg(key)
                 .arg(owner)
                 .arg("PX")
-                .arg(ttl_ms)
-                .ignore();
-        }
-        let mark = format!("{}:rebalancing", lease_tag(&self.key_prefix, kafka_group));
-        if rebalancing {
-            pipe.cmd("SET")
-                .arg(&mark)
-                .arg(owner)
-                .arg("PX")
-                .arg(ttl_ms)
+                .arg(ttl.as_millis() as u64)
                 .ignore();
         }
         // The mark, then the leases.
@@ -92,10 +86,7 @@ impl Leases {
     ) -> Result<bool, SinkError> {
         let mut conn = self.conn.clone();
         let set: Option<String> = redis::cmd("SET")
-            .arg(format!(
-                "{}:rejoin",
-                lease_tag(&self.key_prefix, kafka_group)
-            ))
+            .arg(group_key(&self.key_prefix, kafka_group, "rejoin"))
             .arg(owner)
             .arg("NX")
             .arg("PX")
@@ -116,8 +107,8 @@ pub struct Renewal {
     pub rebalancing: bool,
 }
 
-/// `{<prefix>lease:<kafka group>}`: the hash tag that keeps a group's leases, and its rejoin
-/// claim, in one cluster slot.
+/// `{<prefix>lease:<kafka group>}`: the hash tag that keeps a group's leases, its rejoin claim
+/// and its rebalancing mark in one cluster slot.
 fn lease_tag(key_prefix: &str, kafka_group: &str) -> String {
     format!(
         "{{{}lease:{}}}",
@@ -127,7 +118,12 @@ fn lease_tag(key_prefix: &str, kafka_group: &str) -> String {
 }
 
 fn lease_key(key_prefix: &str, kafka_group: &str, topic: &str, partition: i32) -> String {
-    format!("{}:{topic}:{partition}", lease_tag(key_prefix, kafka_group))
+    group_key(key_prefix, kafka_group, &format!("{topic}:{partition}"))
+}
+
+/// `{<prefix>lease:<kafka group>}:<name>`: a key of the group's slot.
+fn group_key(key_prefix: &str, kafka_group: &str, name: &str) -> String {
+    format!("{}:{name}", lease_tag(key_prefix, kafka_group))
 }
 
 #[cfg(test)]
@@ -142,5 +138,9 @@ mod tests {
             "{lease:g%7B1%7D}:danmu:0"
         );
         assert_eq!(lease_tag("p:", "g"), "{p:lease:g}");
+        assert_eq!(
+            group_key("p:", "g", "rebalancing"),
+            "{p:lease:g}:rebalancing"
+        );
     }
 }

@@ -250,7 +250,7 @@ impl Config {
     /// This configuration with its secrets replaced (see [`redact`]): for showing it.
     pub fn redacted(&self) -> RawConfig {
         let mut raw = self.to_raw();
-        raw.redis.url = redact::text(&raw.redis.url);
+        raw.redis.redact();
         raw.kafka.redact();
         raw
     }

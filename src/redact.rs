@@ -37,6 +37,20 @@ pub fn value(name: &str, value: &str) -> String {
     }
 }
 
+/// Writes `settings` for `Debug`: `name` and the fields in JSON on one line, from a copy whose
+/// secrets `redact` has replaced, so that a `Debug` print shows what `check-config` shows.
+pub fn debug_settings<T: Clone + serde::Serialize>(
+    f: &mut std::fmt::Formatter<'_>,
+    name: &str,
+    settings: &T,
+    redact: fn(&mut T),
+) -> std::fmt::Result {
+    let mut shown = settings.clone();
+    redact(&mut shown);
+    let fields = serde_json::to_string(&shown).map_err(|_| std::fmt::Error)?;
+    write!(f, "{name} {fields}")
+}
+
 /// `err` and its causes on one line, as [`text`] allows: each message after the one it
 /// explains, joined by `": "` (like `{:#}` of an `anyhow::Error`). A cause whose text its
 /// parent's message holds already is left out: some errors (rdkafka's `KafkaError`, redis's

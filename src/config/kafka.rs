@@ -36,22 +36,7 @@ pub struct KafkaConfig {
 
 impl std::fmt::Debug for KafkaConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let shown = |props: &BTreeMap<String, String>| -> BTreeMap<String, String> {
-            props
-                .iter()
-                .map(|(k, v)| (k.clone(), redact::value(k, v)))
-                .collect()
-        };
-        f.debug_struct("KafkaConfig")
-            .field("brokers", &redact::text(&self.brokers))
-            .field("group_id", &self.group_id)
-            .field("client_id", &self.client_id)
-            .field("output_topic", &self.output_topic)
-            .field("dead_letter_topic", &self.dead_letter_topic)
-            .field("common", &shown(&self.common))
-            .field("consumer", &shown(&self.consumer))
-            .field("producer", &shown(&self.producer))
-            .finish()
+        redact::debug_settings(f, "KafkaConfig", self, KafkaConfig::redact)
     }
 }
 

@@ -34,19 +34,16 @@ pub struct RedisConfig {
 
 impl std::fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisConfig")
-            .field("url", &redact::text(&self.url))
-            .field("cluster", &self.cluster)
-            .field("key_prefix", &self.key_prefix)
-            .field("ttl", &self.ttl)
-            .field("tls_ca_file", &self.tls_ca_file)
-            .field("tls_cert_file", &self.tls_cert_file)
-            .field("tls_key_file", &self.tls_key_file)
-            .finish()
+        redact::debug_settings(f, "RedisConfig", self, RedisConfig::redact)
     }
 }
 
 impl RedisConfig {
+    /// These settings with the URL's user info replaced (see [`redact`]).
+    pub(super) fn redact(&mut self) {
+        self.url = redact::text(&self.url);
+    }
+
     /// URLs, TLS files, and a time to live no shorter than `slide`, the time between updates.
     pub(super) fn validate(&self, slide: Duration) -> Result<(), ConfigError> {
         for url in self.url.split(',').map(str::trim) {

@@ -343,17 +343,22 @@ pub async fn read_topic_with(
     .expect("reader task")
 }
 
+/// How long [`window_records`] and [`dead_letters`] wait for more records before they take
+/// what they have read as all there is.
+const QUIET: Duration = Duration::from_millis(500);
+
 /// The window records a run of `config` wrote: `count` at least, read until no more follow
 /// for a moment.
 pub async fn window_records(config: &Config, count: usize) -> Vec<OwnedMessage> {
     let k = config.kafka();
-    read_topic(
-        &k.brokers,
-        &k.output_topic,
-        count,
-        Duration::from_millis(500),
-    )
-    .await
+    read_topic(&k.brokers, &k.output_topic, count, QUIET).await
+}
+
+/// The dead letters a run of `config` wrote: `count` at least, read until no more follow for a
+/// moment.
+pub async fn dead_letters(config: &Config, count: usize) -> Vec<OwnedMessage> {
+    let k = config.kafka();
+    read_topic(&k.brokers, &k.dead_letter_topic, count, QUIET).await
 }
 
 /// What a run of `config` wrote: `windows` window records at least, then `dead` dead letters
@@ -363,16 +368,10 @@ pub async fn outputs(
     windows: usize,
     dead: usize,
 ) -> (Vec<OwnedMessage>, Vec<OwnedMessage>) {
-    let brokers = &config.kafka().brokers;
-    let out = window_records(config, windows).await;
-    let dead = read_topic(
-        brokers,
-        &config.kafka().dead_letter_topic,
-        dead,
-        Duration::from_millis(200),
+    (
+        window_records(config, windows).await,
+        dead_letters(config, dead).await,
     )
-    .await;
-    (out, dead)
 }
 
 /// The group's committed offset of each partition of `topic` (`None` when nothing committed).

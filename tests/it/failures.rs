@@ -57,13 +57,7 @@ async fn bad_records_of_every_kind_are_dead_lettered_and_the_stream_goes_on() {
     produce(&p, &topic, 0, "r1", &danmu("r1", T + 10_000, "结束"), &[]).await;
 
     let running = start(config.clone());
-    let dead = read_topic(
-        &brokers,
-        &config.kafka().dead_letter_topic,
-        bad.len() + 1,
-        Duration::from_millis(300),
-    )
-    .await;
+    let dead = dead_letters(&config, bad.len() + 1).await;
     let kinds: Vec<&str> = dead
         .iter()
         .map(|m| header(m, "trendstream.error.kind").unwrap())
@@ -94,13 +88,7 @@ async fn bad_records_of_every_kind_are_dead_lettered_and_the_stream_goes_on() {
     }
 
     // The good records around the bad ones were all counted.
-    let out = read_topic(
-        &brokers,
-        &config.kafka().output_topic,
-        1,
-        Duration::from_millis(300),
-    )
-    .await;
+    let out = window_records(&config, 1).await;
     let window: Value = serde_json::from_slice(out[0].payload().unwrap()).unwrap();
     assert_eq!(window["messages"], 2);
     assert_eq!(window["top_terms"], json!([["主播", 1], ["继续", 1]]));
@@ -138,13 +126,7 @@ async fn offsets_wait_for_redis_to_acknowledge() {
     produce(&p, &topic, 0, "r1", &danmu("r1", T + 10_000, "晚安"), &[]).await;
 
     // The window record is out, so the batch was processed; its offsets are not committed.
-    let out = read_topic(
-        &brokers,
-        &config.kafka().output_topic,
-        1,
-        Duration::from_millis(300),
-    )
-    .await;
+    let out = window_records(&config, 1).await;
     assert_eq!(out.len(), 1);
     assert_eq!(committed(&brokers, &group, &topic, 1).await, vec![Some(1)]);
 
@@ -161,13 +143,7 @@ async fn offsets_wait_for_redis_to_acknowledge() {
         .unwrap();
     assert_eq!(board, vec![("主播".to_owned(), 1)]);
     // Retrying Redis did not send the window record again.
-    let out = read_topic(
-        &brokers,
-        &config.kafka().output_topic,
-        1,
-        Duration::from_millis(500),
-    )
-    .await;
+    let out = window_records(&config, 1).await;
     assert_eq!(out.len(), 1);
     running.stop().await.expect("clean stop");
 }

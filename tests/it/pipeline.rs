@@ -155,13 +155,7 @@ async fn danmu_windows_reach_kafka_and_redis_with_exact_counts() {
     assert!(ttl > 0 && ttl <= 600_000, "TTL {ttl} ms");
 
     // The bad record went to the dead-letter topic, whole, with the reason.
-    let dead = read_topic(
-        &brokers,
-        &config.kafka().dead_letter_topic,
-        1,
-        Duration::from_millis(200),
-    )
-    .await;
+    let dead = dead_letters(&config, 1).await;
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].payload(), Some(&b"not json"[..]));
     assert_eq!(dead[0].key(), Some(&b"r1"[..]));

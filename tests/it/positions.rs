@@ -5,7 +5,6 @@
 //! one, so a consumer left there receives nothing at all).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::FutureRecord;
@@ -101,13 +100,7 @@ async fn committed_inside_a_batch(singles: i64) {
             }
         }
     }
-    let out = read_topic(
-        &brokers,
-        &config.kafka().output_topic,
-        expected.len(),
-        Duration::from_millis(500),
-    )
-    .await;
+    let out = window_records(&config, expected.len()).await;
     let got: BTreeMap<String, u64> = out
         .iter()
         .map(|m| {

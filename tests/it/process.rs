@@ -21,6 +21,13 @@ fn check_config(env: &[(&str, &str)], file: Option<&Path>) -> Output {
         .expect("run trendstream")
 }
 
+/// What `check-config` prints for `env` on the defaults: it succeeds and prints TOML.
+fn printed_config(env: &[(&str, &str)]) -> toml::Table {
+    let out = check_config(env, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    String::from_utf8(out.stdout).unwrap().parse().unwrap()
+}
+
 pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).trim().to_owned()
 }
@@ -78,16 +85,11 @@ fn a_bad_redis_url_stops_start_up_with_one_line() {
 
 #[test]
 fn check_config_prints_the_effective_config_with_environment_overrides() {
-    let out = check_config(
-        &[
-            ("TRENDSTREAM_WINDOW__WIDTH", "5m"),
-            ("TRENDSTREAM_KAFKA__CONSUMER__FETCH_WAIT_MAX_MS", "50"),
-            ("TRENDSTREAM_STREAMS__DANMU__TOPIC", "live-danmu"),
-        ],
-        None,
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let printed: toml::Table = String::from_utf8(out.stdout).unwrap().parse().unwrap();
+    let printed = printed_config(&[
+        ("TRENDSTREAM_WINDOW__WIDTH", "5m"),
+        ("TRENDSTREAM_KAFKA__CONSUMER__FETCH_WAIT_MAX_MS", "50"),
+        ("TRENDSTREAM_STREAMS__DANMU__TOPIC", "live-danmu"),
+    ]);
     assert_eq!(printed["window"]["width"].as_str(), Some("5m"));
     assert_eq!(printed["window"]["slide"].as_str(), Some("10s"));
     assert_eq!(
@@ -478,20 +480,15 @@ fn check_config_prints_no_secrets_from_the_file_or_the_environment() {
 
 #[test]
 fn environment_values_of_string_keys_stay_as_written() {
-    let out = check_config(
-        &[
-            ("TRENDSTREAM_KAFKA__CONSUMER__SASL_USERNAME", "0123"),
-            ("TRENDSTREAM_KAFKA__PRODUCER__LINGER_MS", "007"),
-            ("TRENDSTREAM_KAFKA__GROUP_ID", "0123"),
-            ("TRENDSTREAM_REDIS__KEY_PREFIX", "true"),
-            ("TRENDSTREAM_STREAMS__DANMU__GROUP_BY", "1e3"),
-            ("TRENDSTREAM_BATCH__MAX_RECORDS", "0123"),
-            ("TRENDSTREAM_REDIS__CLUSTER", "false"),
-        ],
-        None,
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let printed: toml::Table = String::from_utf8(out.stdout).unwrap().parse().unwrap();
+    let printed = printed_config(&[
+        ("TRENDSTREAM_KAFKA__CONSUMER__SASL_USERNAME", "0123"),
+        ("TRENDSTREAM_KAFKA__PRODUCER__LINGER_MS", "007"),
+        ("TRENDSTREAM_KAFKA__GROUP_ID", "0123"),
+        ("TRENDSTREAM_REDIS__KEY_PREFIX", "true"),
+        ("TRENDSTREAM_STREAMS__DANMU__GROUP_BY", "1e3"),
+        ("TRENDSTREAM_BATCH__MAX_RECORDS", "0123"),
+        ("TRENDSTREAM_REDIS__CLUSTER", "false"),
+    ]);
     let k = &printed["kafka"];
     assert_eq!(k["consumer"]["sasl.username"].as_str(), Some("0123"));
     assert_eq!(k["producer"]["linger.ms"].as_str(), Some("007"));

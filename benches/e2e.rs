@@ -1,9 +1,12 @@
 //! End-to-end benchmark, with the ceilings it is judged against measured in the same run.
 //!
-//! A local tansu broker and redis-server; danmu and posts preloaded by `trendstream generate`
-//! into a topic each. Then, for each stream:
+//! A local tansu broker and redis-server; danmu and posts preloaded by `trendstream generate`,
+//! each stream twice: in large uncompressed batches (`generate`'s defaults, a fast producer's)
+//! and in small lz4 batches (`linger.ms` 5). The pipeline and the Python job read the first.
+//! Then, for each stream:
 //! - **raw consume**: a plain consumer with trendstream's settings reads every record, nothing
-//!   else (the broker and librdkafka's ceiling);
+//!   else (the broker and librdkafka's ceiling), of each layout; the first is the ceiling the
+//!   pipeline's ratio is taken against, the highest;
 //! - **segmentation only**: the same texts through the segmenter alone, on one core;
 //! - **trendstream**: `trendstream run` as a process, from start until the group's committed
 //!   offsets cover every record: records/s (steady, from the first commit seen to the last; and
@@ -16,8 +19,9 @@
 //! `--instances=N` (N processes in one group), `--rooms=N` (live rooms of the danmu, default
 //! 10000), `--vocabulary=N` (one or two made-up words a record, drawn from N, so the distinct
 //! terms grow with the run; default 0, none), `--python` (needs the packages of
-//! `bench/requirements.txt` for `python3`, or `PYTHON=path`), `--json=FILE` (default
-//! `target/e2e.json`). Under `cargo test --all-targets` it makes a quick run of 2500 records.
+//! `bench/requirements.txt` for `python3`, or `PYTHON=path`), `--post-texts=FILE` (posts with
+//! these texts, one a line, in turn: `scripts/real-text.sh` fetches real reviews),
+//! `--json=FILE` (default `target/e2e.json`). Under `cargo test --all-targets` it makes a quick run of 2500 records.
 //! `BENCH_RUN_BIN=path` runs the pipeline with another build's binary (the topics are written
 //! by this build's `generate`).
 
@@ -55,10 +59,39 @@ fn positional(i: usize, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// One stream's topic, preloaded.
+impl Stream {
+    /// The topic the pipeline and the Python job read: the first layout's.
+    fn topic(&self) -> &str {
+        &self.topics[0]
+    }
+}
+
+/// How a topic's records are batched and compressed by the producer that wrote them.
+struct Layout {
+    name: &'static str,
+    /// `trendstream generate`'s options for it.
+    args: &'static [&'static str],
+}
+
+/// The layouts each stream is written in. The pipeline runs on the first, and its ratio is
+/// taken against the raw consume of the first, the highest ceiling; the second's raw consume
+/// is stated beside it.
+const LAYOUTS: [Layout; 2] = [
+    Layout {
+        name: "large uncompressed batches (generate's defaults: linger.ms 20, 10,000 records)",
+        args: &[],
+    },
+    Layout {
+        name: "small lz4 batches (linger.ms 5)",
+        args: &["--linger-ms", "5", "--compression", "lz4"],
+    },
+];
+
+/// One stream, preloaded once in each of [`LAYOUTS`].
 struct Stream {
     name: &'static str,
-    topic: String,
+    /// A topic for each layout, in the order of [`LAYOUTS`].
+    topics: Vec<String>,
     records: u64,
     value_bytes: u64,
 }
@@ -83,6 +116,12 @@ fn main() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
     let python = flag("--python").is_some();
+    // Real text for the posts (`scripts/real-text.sh` writes some), else made-up posts.
+    let post_texts = flag("--post-texts");
+    let texts_name = post_texts.as_deref().map_or("made up".to_owned(), |path| {
+        let name = std::path::Path::new(path).file_name().unwrap_or_default();
+        name.to_string_lossy().into_owned()
+    });
     let python_seconds: u64 = flag("--python-seconds")
         .and_then(|n| n.parse().ok())
         .unwrap_or(60);
@@ -99,29 +138,40 @@ fn main() {
             if count == 0 {
                 continue;
             }
-            let topic = unique(name);
-            create_topic(&brokers, &topic, partitions).await;
-            let started = Instant::now();
-            // Written as before the generator's defaults became a fast producer's (issue 11
-            // measures both): lz4 batches of a few hundred records.
-            let out = Command::new(BIN)
-                .args(["generate", "--brokers", &brokers, "--danmu-topic", &topic])
-                .args(["--linger-ms", "5", "--compression", "lz4"])
-                .args(["--text-topic", &topic, "--rate", "0"])
-                .args(["--rooms", &rooms.to_string()])
-                .args(["--vocabulary", &vocabulary.to_string()])
-                .args(["--count", &count.to_string(), "--start-ms", &T0.to_string()])
-                .args(["--step-ms", "1", "--text-share", share])
-                .output()
-                .expect("generate");
-            assert!(out.status.success(), "generate failed");
-            println!(
-                "preloaded {count} {name} records in {:.1} s",
-                started.elapsed().as_secs_f64()
-            );
+            let texts = post_texts.as_deref().filter(|_| name == "text");
+            let mut topics = Vec::new();
+            for layout in LAYOUTS {
+                let topic = unique(name);
+                create_topic(&brokers, &topic, partitions).await;
+                let started = Instant::now();
+                let mut generate = Command::new(BIN);
+                generate
+                    .args(["generate", "--brokers", &brokers, "--danmu-topic", &topic])
+                    .args(layout.args)
+                    .args(["--text-topic", &topic, "--rate", "0"])
+                    .args(["--rooms", &rooms.to_string()])
+                    .args(["--vocabulary", &vocabulary.to_string()])
+                    .args(["--count", &count.to_string(), "--start-ms", &T0.to_string()])
+                    .args(["--step-ms", "1", "--text-share", share]);
+                if let Some(texts) = texts {
+                    generate.args(["--post-texts", texts]);
+                }
+                let out = generate.output().expect("generate");
+                assert!(
+                    out.status.success(),
+                    "generate failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                println!(
+                    "preloaded {count} {name} records in {} in {:.1} s",
+                    layout.name,
+                    started.elapsed().as_secs_f64()
+                );
+                topics.push(topic);
+            }
             streams.push(Stream {
                 name,
-                topic,
+                topics,
                 records: count,
                 value_bytes: 0,
             });
@@ -129,7 +179,13 @@ fn main() {
 
         let mut results = Vec::new();
         for stream in &mut streams {
-            let (raw, texts) = raw_consume(&brokers, stream, partitions);
+            let mut raws = Vec::new();
+            let mut texts = Vec::new();
+            for i in 0..LAYOUTS.len() {
+                let (raw, read) = raw_consume(&brokers, stream, i, partitions);
+                raws.push(raw);
+                texts = read;
+            }
             let segment = segment_only(&texts);
             drop(texts);
             let ours = trendstream_run(&base, stream, partitions, instances).await;
@@ -147,12 +203,14 @@ fn main() {
                 "rooms": rooms,
                 "vocabulary": vocabulary,
                 "value_mb": stream.value_bytes as f64 / 1e6,
-                "raw_consume_records_per_s": per_s(raw),
+                "raw_consume_records_per_s": per_s(raws[0]),
+                "raw_consume_small_lz4_records_per_s": per_s(raws[1]),
+                "post_texts": texts_name,
                 "segment_only_records_per_s": segment,
                 "trendstream": ours,
             });
             let ours_rate = ours["records_per_s"].as_f64().unwrap_or(0.0);
-            row["of_raw_consume"] = json!(ours_rate / per_s(raw));
+            row["of_raw_consume"] = json!(ours_rate / per_s(raws[0]));
             row["of_segment_only"] = json!(ours_rate / segment);
             if let Some(py) = py {
                 let py_rate = py["records_per_s"].as_f64().unwrap_or(0.0);
@@ -162,9 +220,11 @@ fn main() {
             print_row(&row);
             results.push(row);
         }
+        let mixed = mixed(&results);
         let report = json!({
             "cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
             "results": results,
+            "mixed": mixed,
         });
         if let Some(dir) = std::path::Path::new(&json_path).parent() {
             let _ = std::fs::create_dir_all(dir);
@@ -177,12 +237,18 @@ fn main() {
 
 /// Reads every record of the stream's topic with trendstream's consumer settings and no
 /// processing; returns the seconds it took and the records' texts.
-fn raw_consume(brokers: &str, stream: &mut Stream, partitions: i32) -> (f64, Vec<String>) {
+fn raw_consume(
+    brokers: &str,
+    stream: &mut Stream,
+    layout: usize,
+    partitions: i32,
+) -> (f64, Vec<String>) {
+    let topic = stream.topics[layout].clone();
     let consumer = reader(brokers, &[]);
     let mut assignment = rdkafka::TopicPartitionList::new();
     for p in 0..partitions {
         assignment
-            .add_partition_offset(&stream.topic, p, rdkafka::Offset::Beginning)
+            .add_partition_offset(&topic, p, rdkafka::Offset::Beginning)
             .expect("offset");
     }
     consumer.assign(&assignment).expect("assign");
@@ -199,8 +265,7 @@ fn raw_consume(brokers: &str, stream: &mut Stream, partitions: i32) -> (f64, Vec
         }
         assert!(
             last_record.elapsed() < Duration::from_secs(30),
-            "raw consume of {}: {} of {} records, then nothing for 30 s",
-            stream.topic,
+            "raw consume of {topic}: {} of {} records, then nothing for 30 s",
             values.len(),
             stream.records
         );
@@ -288,7 +353,7 @@ async fn all_committed(
                 );
             }
         }
-        let done: i64 = committed(brokers, group, &stream.topic, partitions)
+        let done: i64 = committed(brokers, group, stream.topic(), partitions)
             .await
             .iter()
             .flatten()
@@ -319,7 +384,7 @@ async fn trendstream_run(
     for (name, s) in raw.streams.iter_mut() {
         s.enabled = name == stream.name;
         if s.enabled {
-            s.topic = stream.topic.clone();
+            s.topic = stream.topic().to_owned();
         }
     }
     raw.kafka.group_id = unique("bench");
@@ -403,9 +468,9 @@ async fn python_run(
     let other = unique("empty");
     create_topic(&base.kafka().brokers, &other, 1).await;
     let (danmu, text) = if stream.name == "danmu" {
-        (&stream.topic, &other)
+        (stream.topic(), other.as_str())
     } else {
-        (&other, &stream.topic)
+        (other.as_str(), stream.topic())
     };
     let started = Instant::now();
     let log = std::env::temp_dir().join(format!("{group}.log"));
@@ -473,13 +538,43 @@ fn changed_from(config: &str, defaults: &str) -> String {
     toml::to_string(&diff(&config, &defaults)).expect("TOML")
 }
 
+/// Both streams as one data set: records/s over the time each took at its own rate, for
+/// trendstream and (where it ran) Python, and their ratio; printed, and `null` unless both
+/// streams ran.
+fn mixed(results: &[Value]) -> Value {
+    let rate = |row: &Value, who: &str| row[who]["records_per_s"].as_f64().filter(|r| *r > 0.0);
+    let over_both = |who: &str| -> Option<f64> {
+        let mut records = 0.0;
+        let mut seconds = 0.0;
+        for row in results {
+            let n = row["records"].as_f64()?;
+            records += n;
+            seconds += n / rate(row, who)?;
+        }
+        Some(records / seconds)
+    };
+    if results.len() < 2 {
+        return Value::Null;
+    }
+    let ours = over_both("trendstream");
+    let python = over_both("python");
+    let times = ours.zip(python).map(|(o, p)| o / p);
+    if let (Some(o), Some(p), Some(x)) = (ours, python, times) {
+        println!(
+            " mixed: both streams as one data set: trendstream {o:.0} records/s, python {p:.0}: \
+             {x:.1}×"
+        );
+    }
+    json!({"trendstream_records_per_s": ours, "python_records_per_s": python, "times_python": times})
+}
+
 fn print_row(row: &Value) {
     let f = |v: &Value| v.as_f64().unwrap_or(0.0);
     let t = &row["trendstream"];
     println!(
         "{:>6}: {} records ({:.1} MB): trendstream {:.0} records/s {}, {:.0} from start \
-         ({:.1} MB/s, {:.1} CPU s, peak RSS {:.0} MiB); raw consume {:.0}/s ({:.0} %); \
-         segmentation only {:.0}/s ({:.0} %)",
+         ({:.1} MB/s, {:.1} CPU s, peak RSS {:.0} MiB); raw consume {:.0}/s ({:.0} %) \
+         (of small lz4 batches {:.0}/s); segmentation only {:.0}/s ({:.0} %)",
         row["stream"].as_str().unwrap_or(""),
         row["records"],
         f(&row["value_mb"]),
@@ -491,6 +586,7 @@ fn print_row(row: &Value) {
         f(&t["peak_rss_mib"]),
         f(&row["raw_consume_records_per_s"]),
         100.0 * f(&row["of_raw_consume"]),
+        f(&row["raw_consume_small_lz4_records_per_s"]),
         f(&row["segment_only_records_per_s"]),
         100.0 * f(&row["of_segment_only"]),
     );

@@ -232,6 +232,10 @@ struct GenerateArgs {
     /// Event-time step between records with --start-ms.
     #[arg(long, default_value_t = 1)]
     step_ms: i64,
+    /// Post texts taken in turn from this file, one a line (real reviews, say), instead of
+    /// made-up ones.
+    #[arg(long)]
+    post_texts: Option<std::path::PathBuf>,
     /// How long the producer waits to fill a batch (librdkafka `linger.ms`).
     #[arg(long, default_value_t = 20)]
     linger_ms: u32,
@@ -245,6 +249,24 @@ struct GenerateArgs {
     /// settings, say.
     #[arg(short = 'X', long = "producer-property", value_parser = key_value)]
     producer_property: Vec<(String, String)>,
+}
+
+/// The non-blank lines of `--post-texts`, trimmed; at least one.
+fn read_post_texts(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
+    let file = std::fs::read_to_string(path)
+        .map_err(|err| anyhow::anyhow!("--post-texts ({}): {err}", path.display()))?;
+    let texts: Vec<String> = file
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .map(str::to_owned)
+        .collect();
+    anyhow::ensure!(
+        !texts.is_empty(),
+        "--post-texts ({}) holds no text",
+        path.display()
+    );
+    Ok(texts)
 }
 
 /// What `generate` is to do, its arguments checked.
@@ -266,6 +288,10 @@ fn generate_options(a: GenerateArgs) -> anyhow::Result<GenerateOptions> {
         "--vocabulary ({}) must be at most {MAX_VOCABULARY}",
         a.vocabulary
     );
+    let post_texts = match &a.post_texts {
+        Some(path) => read_post_texts(path)?,
+        None => Vec::new(),
+    };
     let producer = [
         ("linger.ms", a.linger_ms.to_string()),
         ("batch.num.messages", a.batch_records.to_string()),
@@ -294,6 +320,7 @@ fn generate_options(a: GenerateArgs) -> anyhow::Result<GenerateOptions> {
             max_delay_ms: a.max_delay_ms,
             late: a.late,
         },
+        post_texts,
         producer: producer
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))

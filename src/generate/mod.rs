@@ -82,6 +82,8 @@ pub struct GenerateOptions {
     pub seed: u64,
     pub event_time: EventTime,
     pub disorder: Disorder,
+    /// Texts the posts take in turn (real text, say); empty for made-up ones.
+    pub post_texts: Vec<String>,
     /// librdkafka producer properties: how it batches and compresses (`trendstream generate`
     /// sets `linger.ms` 20, `batch.num.messages` 10000 and no compression unless told
     /// otherwise, as a fast producer would), security settings.
@@ -133,7 +135,9 @@ pub async fn generate(
     let burst = NonZeroU32::new(chunk).expect("chunk is at least 1");
     let limiter = NonZeroU32::new(opts.rate)
         .map(|rate| RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)));
-    let mut traffic = TrafficGen::new(opts.seed, opts.rooms).with_vocabulary(opts.vocabulary);
+    let mut traffic = TrafficGen::new(opts.seed, opts.rooms)
+        .with_vocabulary(opts.vocabulary)
+        .with_post_texts(opts.post_texts.clone());
     let mut mix = SmallRng::seed_from_u64(opts.seed ^ 0x9E37_79B9_7F4A_7C15);
     let mut disorder = SmallRng::seed_from_u64(opts.seed ^ 0x2545_F491_4F6C_DD1D);
     let mut in_flight: InFlight<'_> = VecDeque::with_capacity(MAX_IN_FLIGHT);
@@ -288,6 +292,7 @@ mod tests {
             seed: 0,
             event_time: EventTime::Now,
             disorder: Disorder::default(),
+            post_texts: Vec::new(),
             producer: Vec::new(),
         };
         assert_send(&generate(&opts, async {}));

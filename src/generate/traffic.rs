@@ -183,6 +183,8 @@ pub struct TrafficGen {
     room_weights: Vec<f64>,
     /// Made-up words added to each record; 0 for none.
     vocabulary: u32,
+    /// Texts the posts take in turn instead of made-up ones; empty for made-up ones.
+    post_texts: Vec<String>,
     next_post: u64,
     next_bad: u64,
 }
@@ -205,6 +207,7 @@ impl TrafficGen {
             rng: SmallRng::seed_from_u64(seed),
             room_weights,
             vocabulary: 0,
+            post_texts: Vec::new(),
             next_post: 0,
             next_bad: 0,
         }
@@ -214,6 +217,13 @@ impl TrafficGen {
     /// (at most [`MAX_VOCABULARY`]); 0, the default, adds none and changes nothing else.
     pub fn with_vocabulary(mut self, words: u32) -> Self {
         self.vocabulary = words.min(MAX_VOCABULARY);
+        self
+    }
+
+    /// Posts take their texts from `texts`, one after another and round again (real text, say);
+    /// empty, the default, keeps made-up ones.
+    pub fn with_post_texts(mut self, texts: Vec<String>) -> Self {
+        self.post_texts = texts;
         self
     }
 
@@ -245,10 +255,14 @@ impl TrafficGen {
             }
             roll -= weight;
         }
+        let nth = self.next_post;
         self.next_post += 1;
         let id = format!("p-{}", self.next_post);
         let user_id = self.user();
-        let text = self.post_text();
+        let text = match self.post_texts.len() {
+            0 => self.post_text(),
+            n => self.post_texts[(nth % n as u64) as usize].clone(),
+        };
         let value = Post {
             id: &id,
             source,
@@ -497,6 +511,22 @@ mod tests {
         let mut c = TrafficGen::new(8, 100);
         let texts = |g: &mut TrafficGen| (0..20).map(|_| g.danmu_text()).collect::<Vec<_>>();
         assert_ne!(texts(&mut a), texts(&mut c));
+    }
+
+    #[test]
+    fn posts_take_given_texts_in_turn_and_stay_well_formed() {
+        let texts = vec!["第一条 \"评论\"".to_owned(), "second review".to_owned()];
+        let mut traffic = TrafficGen::new(7, 100).with_post_texts(texts.clone());
+        let got: Vec<String> = (0..5)
+            .map(|ts| {
+                let (_, json) = traffic.post(ts);
+                assert!(well_formed(json.as_bytes(), "source"), "{json}");
+                let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+                value["text"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        let want = [0, 1, 0, 1, 0].map(|i| texts[i].as_str());
+        assert_eq!(got, want);
     }
 
     /// The golden records: the first rounds (danmu, post, bad record) of seed 7, one record a

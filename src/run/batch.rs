@@ -1,9 +1,14 @@
 //! One batch: through the engine into a [`Job`], then out to the sinks, acknowledged,
 //! checkpointed and committed by the [`Writer`].
 //!
-//! The writer works on one job at a time in a task of its own, so the loop polls and processes
-//! batch N+1 while batch N's writes are being acknowledged. Jobs are written in order and a
-//! batch's offsets are committed only once every write of the batch is acknowledged, exactly as
+//! The writer works in a task of its own, fed through a queue of [`QUEUED_JOBS`] jobs, so the
+//! loop polls and processes the next batches while earlier ones are being written; a full queue
+//! holds the loop back. A write takes every job waiting in the queue and writes them as one:
+//! their window records and dead letters in order, each group's latest leaderboard only, one
+//! flush, one checkpoint save and one commit of the offsets the last of them reached. So the
+//! further the writer falls behind, the larger and cheaper per record its writes become, and an
+//! idle writer writes each batch as it comes. Jobs are written in order and a job's offsets are
+//! committed only once every write of it and of the jobs before it is acknowledged, exactly as
 //! if the batches ran one after another: the overlap changes when work happens, not what is
 //! written.
 
@@ -14,7 +19,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
-use tokio::sync::Mutex;
+use tokio::sync::{mpsc, Mutex};
 use tokio::task::JoinHandle;
 use tracing::{debug, warn, Instrument};
 
@@ -38,11 +43,17 @@ pub(super) struct Job {
     counts: BatchCounts,
 }
 
-/// What a written job reports back to the loop.
+/// What a write reports back to the loop.
 pub(super) struct Written {
+    /// How many jobs it wrote.
+    jobs: usize,
     /// Partitions whose checkpoint was refused: another instance is ahead on them.
     pub refused: Vec<(String, i32)>,
 }
+
+/// Jobs the loop may hand over before it waits for the writer: enough for the writer to find
+/// several waiting when it falls behind, few enough that the outputs held stay small.
+pub(super) const QUEUED_JOBS: usize = 4;
 
 /// Runs the batch through the engine; the result is owned, ready for the writer. Also returns
 /// the partitions whose records did not start where they were sent to.
@@ -91,10 +102,16 @@ pub(super) fn prepare(engine: &mut Engine, batch: &[BorrowedMessage<'_>]) -> (Jo
     (job, out.gaps)
 }
 
-/// Writes jobs one at a time, each in a task of its own.
+/// Writes jobs in order, in a task of its own, those waiting together (see the module docs).
 pub(super) struct Writer {
+    /// To the writer task; `None` once closed.
+    jobs: Option<mpsc::Sender<Job>>,
+    /// From the writer task, a report a write.
+    written: mpsc::UnboundedReceiver<Written>,
+    task: JoinHandle<Result<(), RunError>>,
     sinks: Arc<Sinks>,
-    in_flight: Option<JoinHandle<Result<Written, RunError>>>,
+    /// Jobs handed over and not reported written yet.
+    unwritten: usize,
 }
 
 struct Sinks {
@@ -119,42 +136,83 @@ impl Writer {
         engine: &Engine,
     ) -> Writer {
         let streams = engine.streams().iter().map(|s| s.name.clone()).collect();
+        let sinks = Arc::new(Sinks {
+            consumer,
+            kafka: Mutex::new(kafka),
+            leaderboards,
+            checkpoints,
+            config,
+            metrics,
+            streams,
+        });
+        let (jobs, queue) = mpsc::channel(QUEUED_JOBS);
+        let (report, written) = mpsc::unbounded_channel();
+        let task = tokio::spawn(write_jobs(Arc::clone(&sinks), queue, report));
         Writer {
-            sinks: Arc::new(Sinks {
-                consumer,
-                kafka: Mutex::new(kafka),
-                leaderboards,
-                checkpoints,
-                config,
-                metrics,
-                streams,
-            }),
-            in_flight: None,
+            jobs: Some(jobs),
+            written,
+            task,
+            sinks,
+            unwritten: 0,
         }
     }
 
-    /// Starts writing `job`. The job before it must be finished.
-    pub(super) fn start(&mut self, job: Job) {
-        assert!(self.in_flight.is_none(), "one job in flight at a time");
-        let span = tracing::info_span!("batch", records = job.counts.records);
-        let sinks = Arc::clone(&self.sinks);
-        self.in_flight = Some(tokio::spawn(
-            async move { sinks.write(job).await }.instrument(span),
-        ));
+    /// Hands `job` to the writer; waits while [`QUEUED_JOBS`] jobs wait already. Fails with
+    /// the writer's error if a write failed.
+    pub(super) async fn start(&mut self, job: Job) -> Result<(), RunError> {
+        let jobs = self.jobs.as_ref().expect("the writer is open");
+        if jobs.send(job).await.is_err() {
+            return Err(self.failure().await);
+        }
+        self.unwritten += 1;
+        Ok(())
     }
 
-    /// Waits until the job in flight, if any, is written and committed.
-    pub(super) async fn finish(&mut self) -> Result<Option<Written>, RunError> {
-        let Some(task) = self.in_flight.as_mut() else {
-            return Ok(None);
-        };
-        let written = task.await.expect("the write task does not panic");
-        self.in_flight = None;
-        written.map(Some)
+    /// The reports of the writes finished since the last call, without waiting. Fails with the
+    /// writer's error if a write failed.
+    pub(super) async fn written(&mut self) -> Result<Vec<Written>, RunError> {
+        let mut done = Vec::new();
+        loop {
+            match self.written.try_recv() {
+                Ok(written) => {
+                    self.unwritten -= written.jobs;
+                    done.push(written);
+                }
+                Err(mpsc::error::TryRecvError::Empty) => return Ok(done),
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    return Err(self.failure().await);
+                }
+            }
+        }
+    }
+
+    /// Waits until every job handed over is written and committed; their reports.
+    pub(super) async fn finish(&mut self) -> Result<Vec<Written>, RunError> {
+        let mut done = Vec::new();
+        while self.unwritten > 0 {
+            match self.written.recv().await {
+                Some(written) => {
+                    self.unwritten -= written.jobs;
+                    done.push(written);
+                }
+                None => return Err(self.failure().await),
+            }
+        }
+        Ok(done)
+    }
+
+    /// Why the writer task ended before its queue was closed: the error of its failed write.
+    async fn failure(&mut self) -> RunError {
+        match (&mut self.task).await {
+            Ok(Err(err)) => err,
+            Ok(Ok(())) => unreachable!("the writer task ends early only on an error"),
+            Err(join) => std::panic::resume_unwind(join.into_panic()),
+        }
     }
 
     /// Flushes the producer's own queue, for shutdown (after [`Writer::finish`]).
-    pub(super) async fn close(&self) {
+    pub(super) async fn close(&mut self) {
+        self.jobs = None;
         self.sinks
             .kafka
             .lock()
@@ -164,31 +222,52 @@ impl Writer {
 }
 
 impl Drop for Writer {
-    /// A loop that stops without finishing (an error, or its task dropped) stops its write too,
-    /// as a crash would: nothing of that job is committed.
+    /// A loop that stops without finishing (an error, or its task dropped) stops its writes
+    /// too, as a crash would: nothing of the jobs not yet written is committed.
     fn drop(&mut self) {
-        if let Some(task) = &self.in_flight {
-            task.abort();
-        }
+        self.task.abort();
     }
 }
 
+/// The writer task: takes the first job waiting and every other one waiting with it, writes
+/// them as one, reports, and again, until the queue is closed or a write fails.
+async fn write_jobs(
+    sinks: Arc<Sinks>,
+    mut queue: mpsc::Receiver<Job>,
+    report: mpsc::UnboundedSender<Written>,
+) -> Result<(), RunError> {
+    while let Some(first) = queue.recv().await {
+        let mut jobs = vec![first];
+        while let Ok(job) = queue.try_recv() {
+            jobs.push(job);
+        }
+        let span = tracing::info_span!("write", jobs = jobs.len());
+        let refused = sinks.write(&jobs).instrument(span).await?;
+        // The loop may be gone (its task dropped); the jobs are written all the same.
+        let _ = report.send(Written {
+            jobs: jobs.len(),
+            refused,
+        });
+    }
+    Ok(())
+}
+
 impl Sinks {
-    async fn write(&self, job: Job) -> Result<Written, RunError> {
+    /// Writes `jobs`, in order, as one; returns the partitions whose checkpoint was refused.
+    async fn write(&self, jobs: &[Job]) -> Result<Vec<(String, i32)>, RunError> {
         let config = &self.config;
+        let closed = || jobs.iter().flat_map(|job| &job.closed);
         let mut kafka = self.kafka.lock().await;
-        for closed in &job.closed {
+        for closed in closed() {
             let stream = &self.streams[usize::from(closed.stream)];
             kafka
                 .send_window(&WindowRecord::new(stream, closed))
                 .await?;
         }
-        for dead in &job.dead {
+        for dead in jobs.iter().flat_map(|job| &job.dead) {
             kafka.send_dead_letter(dead).await?;
         }
-        let boards: Vec<Leaderboard<'_>> = job
-            .closed
-            .iter()
+        let boards: Vec<Leaderboard<'_>> = closed()
             .map(|c| Leaderboard {
                 stream: &self.streams[usize::from(c.stream)],
                 group: &c.group,
@@ -204,13 +283,9 @@ impl Sinks {
         let skipped = kafka.take_skipped();
         drop(kafka);
 
-        // Every output of the batch is acknowledged: save where each partition can continue
+        // Every output of the jobs is acknowledged: save where each partition can continue
         // from, then tell the group how far it got.
-        let checkpoints: Vec<(&str, i32, Checkpoint)> = job
-            .checkpoints
-            .iter()
-            .map(|(t, p, c)| (t.as_str(), *p, *c))
-            .collect();
+        let checkpoints = latest_checkpoints(jobs);
         let group = config.kafka().group_id.as_str();
         let refused = with_retry(config.retry(), "checkpoint write", || {
             self.checkpoints.save(group, &checkpoints)
@@ -228,23 +303,40 @@ impl Sinks {
             .map(|(t, p, c)| (*t, *p, c.next))
             .collect();
         commit(&self.consumer, &progress).await;
-        self.metrics.add_batch(&job.counts);
         self.metrics
             .records_skipped
             .fetch_add(skipped, std::sync::atomic::Ordering::Relaxed);
-        debug!(
-            records = job.counts.records,
-            windows = job.closed.len(),
-            dead_letters = job.counts.dead_letters,
-            "Batch committed."
-        );
-        Ok(Written {
-            refused: refused
-                .into_iter()
-                .map(|(t, p)| (t.to_owned(), p))
-                .collect(),
-        })
+        for job in jobs {
+            self.metrics.add_batch(&job.counts);
+            let _batch = tracing::info_span!("batch", records = job.counts.records).entered();
+            debug!(
+                records = job.counts.records,
+                windows = job.closed.len(),
+                dead_letters = job.counts.dead_letters,
+                "Batch committed."
+            );
+        }
+        Ok(refused
+            .into_iter()
+            .map(|(t, p)| (t.to_owned(), p))
+            .collect())
     }
+}
+
+/// Each partition's checkpoint from the last of `jobs` that holds one, in the order the
+/// partitions first appear.
+fn latest_checkpoints(jobs: &[Job]) -> Vec<(&str, i32, Checkpoint)> {
+    let mut latest: Vec<(&str, i32, Checkpoint)> = Vec::new();
+    for (topic, partition, checkpoint) in jobs.iter().flat_map(|job| &job.checkpoints) {
+        match latest
+            .iter_mut()
+            .find(|(t, p, _)| t == topic && p == partition)
+        {
+            Some(slot) => slot.2 = *checkpoint,
+            None => latest.push((topic, *partition, *checkpoint)),
+        }
+    }
+    latest
 }
 
 /// Commits each partition's next offset. A failed commit is not fatal: the checkpoints in Redis
@@ -282,5 +374,52 @@ fn log_dead_letter(m: &BorrowedMessage<'_>, err: &crate::decode::DecodeError) {
             error = %err,
             "Sending an undecodable record to the dead-letter topic."
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(checkpoints: &[(&str, i32, i64)]) -> Job {
+        Job {
+            closed: Vec::new(),
+            dead: Vec::new(),
+            checkpoints: checkpoints
+                .iter()
+                .map(|&(topic, partition, next)| {
+                    let checkpoint = Checkpoint {
+                        resume: next - 10,
+                        next,
+                        watermark: Default::default(),
+                        settings: 7,
+                    };
+                    (topic.to_owned(), partition, checkpoint)
+                })
+                .collect(),
+            counts: BatchCounts::default(),
+        }
+    }
+
+    #[test]
+    fn jobs_written_together_save_each_partitions_last_checkpoint() {
+        let jobs = [
+            job(&[("danmu", 0, 100), ("danmu", 1, 50)]),
+            job(&[("text", 0, 7)]),
+            job(&[("danmu", 0, 180), ("text", 0, 9)]),
+        ];
+        let saved: Vec<(&str, i32, i64, i64)> = latest_checkpoints(&jobs)
+            .into_iter()
+            .map(|(t, p, c)| (t, p, c.resume, c.next))
+            .collect();
+        assert_eq!(
+            saved,
+            [
+                ("danmu", 0, 170, 180),
+                ("danmu", 1, 40, 50),
+                ("text", 0, -1, 9)
+            ]
+        );
+        assert!(latest_checkpoints(&[]).is_empty());
     }
 }

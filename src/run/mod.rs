@@ -38,7 +38,7 @@ use crate::store::leaderboard::Leaderboards;
 use crate::store::lease::Leases;
 use crate::store::Connection;
 
-use batch::{prepare, Writer};
+use batch::{prepare, Writer, Written};
 use consumer::{
     check_topics, create_consumer, drop_revoked, new_partitions, poll_batch, take_up_partitions,
 };
@@ -115,24 +115,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         metrics: Arc::clone(&metrics),
         last_log: Instant::now(),
     };
-    // Partitions another instance is ahead on are let go when the write that learnt it is
-    // finished: only between batches, so a refusal never undoes a later take-up.
-    let mut finish = async |writer: &mut Writer, engine: &mut Engine| -> Result<(), RunError> {
-        if let Some(written) = writer.finish().await? {
-            for (topic, partition) in &written.refused {
-                engine.forget(topic, *partition);
-            }
-            totals.maybe_log();
-        }
-        Ok(())
-    };
     loop {
         let idle_until = Instant::now() + config.ownership().renew_every;
         let (batch, stopping) =
             poll_batch(&consumer, &config, idle_until, shutdown.as_mut()).await?;
         if consumer.context().has_revocations() || batch.is_empty() {
             // Revoked partitions' last writes land before their windows are dropped.
-            finish(&mut writer, &mut engine).await?;
+            settle(writer.finish().await?, &mut engine, &mut totals);
         }
         let batch = drop_revoked(&consumer, &mut engine, batch);
         // Partitions newly assigned: those with records in hand, and those that delivered
@@ -145,7 +134,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }
         if !new.is_empty() {
             // A partition is taken up from the checkpoint the write in flight may save.
-            finish(&mut writer, &mut engine).await?;
+            settle(writer.finish().await?, &mut engine, &mut totals);
             take_up_partitions(
                 &consumer,
                 &mut engine,
@@ -161,9 +150,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             let (job, batch_gaps) = prepare(&mut engine, &batch);
             gaps = batch_gaps;
             drop(batch);
-            finish(&mut writer, &mut engine).await?;
-            writer.start(job);
+            writer.start(job).await?;
         }
+        settle(writer.written().await?, &mut engine, &mut totals);
         positions.rewind(&consumer, &mut engine, &gaps).await;
         metrics
             .open_groups
@@ -176,7 +165,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         let caught_up = context.assignments() > 0 && !context.rebalancing() && !engine.replaying();
         metrics.ready.store(caught_up, Ordering::Relaxed);
         if stopping {
-            finish(&mut writer, &mut engine).await?;
+            settle(writer.finish().await?, &mut engine, &mut totals);
             break;
         }
         ownership.rejoin_if_wanted(&consumer, &topics)?;
@@ -190,6 +179,20 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     totals.log();
     stop_http.cancel();
     Ok(())
+}
+
+/// Takes in the writer's reports: partitions another instance is ahead on are let go. Only
+/// between batches, and every take-up first waits for the writes before it, so a refusal never
+/// undoes a later take-up.
+fn settle(writes: Vec<Written>, engine: &mut Engine, totals: &mut Totals) {
+    for written in &writes {
+        for (topic, partition) in &written.refused {
+            engine.forget(topic, *partition);
+        }
+    }
+    if !writes.is_empty() {
+        totals.maybe_log();
+    }
 }
 
 /// Logs the metrics every [`SUMMARY_EVERY`].

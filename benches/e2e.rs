@@ -43,11 +43,6 @@ use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_trendstream");
 
-/// The build that runs the pipeline: this one, or the one `BENCH_RUN_BIN` names (another
-/// build's binary, for before/after numbers in one run of the same topics).
-fn run_bin() -> String {
-    std::env::var("BENCH_RUN_BIN").unwrap_or_else(|_| BIN.to_owned())
-}
 const T0: i64 = 1_763_780_000_000;
 
 fn positional(i: usize, default: u64) -> u64 {
@@ -415,7 +410,7 @@ async fn trendstream_run(
     let mut children: Vec<(Child, std::path::PathBuf)> = (0..instances)
         .map(|i| {
             let log = dir.path().join(format!("instance-{i}.log"));
-            let child = Command::new(run_bin())
+            let child = Command::new(run_bin(BIN))
                 .args(["run", "--config"])
                 .arg(&file)
                 .stderr(std::fs::File::create(&log).expect("log file"))

@@ -24,7 +24,8 @@
 //! `cargo bench --bench latency -- [--rate=N] [--seconds=S] [--partitions=P] [--rooms=R]
 //! [--probes=N] [--width=D] [--slide=D] [--out-of-orderness=D] [--json=FILE]`, defaults: half
 //! the danmu records/s of `target/e2e.json` (else 30000), 60 s, 4 partitions, 10000 rooms, 50
-//! probes, width 60s, slide 10s, `target/latency.json`. The out-of-orderness defaults to 0s
+//! probes, width 60s, slide 10s, `target/latency.json`. `BENCH_RUN_BIN=path` runs another
+//! build's binary. The out-of-orderness defaults to 0s
 //! here, not the product's 5s: a window closes only once the watermark passes its end, so a
 //! record waits up to one slide + the out-of-orderness by design; with 0s what is measured is
 //! the slide plus what the pipeline adds. Under `cargo test --all-targets` it makes a quick
@@ -251,7 +252,7 @@ listen = "{http}"
     let file = dir.path().join("trendstream.toml");
     std::fs::write(&file, config.to_toml()).expect("config file");
     let trendstream = Trendstream(Some(
-        Command::new(BIN)
+        Command::new(run_bin(BIN))
             .args(["run", "--config"])
             .arg(&file)
             .spawn()

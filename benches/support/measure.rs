@@ -1,5 +1,11 @@
 //! What the end-to-end benchmarks measure of a process, and their command-line flags.
 
+/// The build that runs the pipeline: `this` one's binary, or the one `BENCH_RUN_BIN` names
+/// (another build's, for before/after numbers in one run on the same data).
+pub fn run_bin(this: &str) -> String {
+    std::env::var("BENCH_RUN_BIN").unwrap_or_else(|_| this.to_owned())
+}
+
 /// The value of command-line flag `name`, given as `name=value` or `name value`; `Some("")`
 /// for a flag given alone.
 pub fn flag(name: &str) -> Option<String> {

@@ -481,20 +481,29 @@ pub fn start_cluster_node(dir: &std::path::Path, port: u16) -> (String, u32) {
     (format!("redis://127.0.0.1:{port}"), pid)
 }
 
+/// Runs `command` to its end and checks that it succeeded; `what` names it in the failure,
+/// with what it printed.
+pub fn run_ok(command: &mut Command, what: &str) -> std::process::Output {
+    let out = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Makes the nodes at `addrs` (`host:port`) a cluster of masters with `redis-cli`, given `cli`
 /// (its TLS and user arguments, if any), and waits until each says the cluster is healthy.
 pub fn create_cluster(cli: &[&str], addrs: &[&str]) {
-    let out = Command::new("redis-cli")
-        .args(cli)
-        .args(["--cluster", "create"])
-        .args(addrs)
-        .args(["--cluster-replicas", "0", "--cluster-yes"])
-        .output()
-        .expect("redis-cli");
-    assert!(
-        out.status.success(),
-        "cluster create: {}",
-        String::from_utf8_lossy(&out.stdout)
+    run_ok(
+        Command::new("redis-cli")
+            .args(cli)
+            .args(["--cluster", "create"])
+            .args(addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"]),
+        "cluster create",
     );
     for addr in addrs {
         wait_cluster_ok_with(cli, addr);

@@ -20,15 +20,9 @@ pub struct Certs {
 }
 
 fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    super::run_ok(
+        Command::new("openssl").args(args).current_dir(dir),
+        &format!("openssl {args:?}"),
     );
 }
 
@@ -202,15 +196,11 @@ pub async fn start_secure_tansu(certs: &Certs, dir: &Path, topics: &[(&str, i32)
     for (topic, partitions) in topics {
         super::create_topic(&plain, topic, *partitions).await;
     }
-    let out = Command::new(tansu_binary())
-        .args(["user", "create", "--broker", &format!("tcp://{plain}")])
-        .args([USER, PASSWORD, "--mechanism", "scram256"])
-        .output()
-        .expect("tansu user create");
-    assert!(
-        out.status.success(),
-        "tansu user create: {}",
-        String::from_utf8_lossy(&out.stderr)
+    super::run_ok(
+        Command::new(tansu_binary())
+            .args(["user", "create", "--broker", &format!("tcp://{plain}")])
+            .args([USER, PASSWORD, "--mechanism", "scram256"]),
+        "tansu user create",
     );
     super::kill(pid);
 

@@ -188,19 +188,15 @@ async fn kill_9_while_records_are_processed_changes_no_count_over_seeded_runs() 
 /// up to 10,000 records, a take-up on tansu rewinds further and waits longer: see
 /// `docs/tansu-mid-batch-fetch.md`.)
 fn generate_into(brokers: &str, danmu: &str, text: &str, count: u64, extra: &[&str]) {
-    let out = Command::new(BIN)
-        .args(["generate", "--brokers", brokers])
-        .args(["--danmu-topic", danmu, "--text-topic", text])
-        .args(["--rate", "0", "--count", &count.to_string()])
-        .args(["--linger-ms", "5", "--compression", "lz4"])
-        .args(["--start-ms", &T.to_string()])
-        .args(extra)
-        .output()
-        .expect("generate");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new(BIN)
+            .args(["generate", "--brokers", brokers])
+            .args(["--danmu-topic", danmu, "--text-topic", text])
+            .args(["--rate", "0", "--count", &count.to_string()])
+            .args(["--linger-ms", "5", "--compression", "lz4"])
+            .args(["--start-ms", &T.to_string()])
+            .args(extra),
+        "generate",
     );
 }
 

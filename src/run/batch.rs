@@ -14,6 +14,7 @@
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rdkafka::consumer::{CommitMode, Consumer};
@@ -213,11 +214,7 @@ impl Writer {
     /// Flushes the producer's own queue, for shutdown (after [`Writer::finish`]).
     pub(super) async fn close(&mut self) {
         self.jobs = None;
-        self.sinks
-            .kafka
-            .lock()
-            .await
-            .close(std::time::Duration::from_secs(10));
+        self.sinks.kafka.lock().await.close(Duration::from_secs(10));
     }
 }
 
@@ -339,6 +336,12 @@ fn latest_checkpoints(jobs: &[Job]) -> Vec<(&str, i32, Checkpoint)> {
     latest
 }
 
+/// How long a write waits for its commit to be confirmed. A synchronous commit can wait on a
+/// rebalance, and the rebalance on this instance's loop polling the consumer, while the loop
+/// waits for the writer: past this the write goes on, and the commit's outcome is logged when
+/// it comes.
+const COMMIT_WAIT: Duration = Duration::from_secs(2);
+
 /// Commits each partition's next offset. A failed commit is not fatal: the checkpoints in Redis
 /// are what a partition continues from; the group's offsets show progress (and lag).
 async fn commit(consumer: &Arc<Kafka>, progress: &[(&str, i32, i64)]) {
@@ -351,11 +354,17 @@ async fn commit(consumer: &Arc<Kafka>, progress: &[(&str, i32, i64)]) {
             .expect("offsets are settable");
     }
     let c = Arc::clone(consumer);
-    let result = tokio::task::spawn_blocking(move || c.commit(&tpl, CommitMode::Sync))
-        .await
-        .expect("commit task does not panic");
-    if let Err(err) = result {
-        warn!(error = %err, "Offset commit failed.");
+    let committed = tokio::task::spawn_blocking(move || {
+        if let Err(err) = c.commit(&tpl, CommitMode::Sync) {
+            warn!(error = %err, "Offset commit failed.");
+        }
+    });
+    match tokio::time::timeout(COMMIT_WAIT, committed).await {
+        Ok(done) => done.expect("the commit task does not panic"),
+        Err(_) => warn!(
+            waited = ?COMMIT_WAIT,
+            "Offset commit not confirmed yet (a rebalance under way, most likely); going on."
+        ),
     }
 }
 

@@ -133,7 +133,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             }
         }
         if !new.is_empty() {
-            // A partition is taken up from the checkpoint the write in flight may save.
+            // A partition is taken up from the checkpoint the writes handed over may save.
             settle(writer.finish().await?, &mut engine, &mut totals);
             take_up_partitions(
                 &consumer,

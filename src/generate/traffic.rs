@@ -259,16 +259,20 @@ impl TrafficGen {
         self.next_post += 1;
         let id = format!("p-{}", self.next_post);
         let user_id = self.user();
+        let made_up;
         let text = match self.post_texts.len() {
-            0 => self.post_text(),
-            n => self.post_texts[(nth % n as u64) as usize].clone(),
+            0 => {
+                made_up = self.post_text();
+                made_up.as_str()
+            }
+            n => self.post_texts[(nth % n as u64) as usize].as_str(),
         };
         let value = Post {
             id: &id,
             source,
             user_id: &user_id,
             ts,
-            text: &text,
+            text,
         };
         let json = serde_json::to_string(&value).expect("a struct of strings always serializes");
         (source.to_owned(), json)

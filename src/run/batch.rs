@@ -175,10 +175,7 @@ impl Writer {
         let mut done = Vec::new();
         loop {
             match self.written.try_recv() {
-                Ok(written) => {
-                    self.unwritten -= written.jobs;
-                    done.push(written);
-                }
+                Ok(written) => done.push(self.account(written)),
                 Err(mpsc::error::TryRecvError::Empty) => return Ok(done),
                 Err(mpsc::error::TryRecvError::Disconnected) => {
                     return Err(self.failure().await);
@@ -192,14 +189,17 @@ impl Writer {
         let mut done = Vec::new();
         while self.unwritten > 0 {
             match self.written.recv().await {
-                Some(written) => {
-                    self.unwritten -= written.jobs;
-                    done.push(written);
-                }
+                Some(written) => done.push(self.account(written)),
                 None => return Err(self.failure().await),
             }
         }
         Ok(done)
+    }
+
+    /// Takes a write's report into account: its jobs are no longer unwritten.
+    fn account(&mut self, written: Written) -> Written {
+        self.unwritten -= written.jobs;
+        written
     }
 
     /// Why the writer task ended before its queue was closed: the error of its failed write.

@@ -9,4 +9,9 @@ export PATH="$HOME/.cargo/bin:$PATH"
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 scripts/docker-context.sh
-cargo test --all-targets --locked
+# The chaos and memory tests start several instances each and keep the machine busy: with other
+# tests beside them a starved broker on two cores misses heartbeats, and groups never settle.
+# They run after the rest, alone and one at a time.
+cargo test --locked --tests -- --skip chaos:: --skip memory::
+cargo test --locked --bench '*'
+cargo test --locked --test it -- chaos:: memory:: --test-threads=1

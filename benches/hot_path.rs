@@ -1,6 +1,7 @@
 //! Micro-benchmarks of the hot path on realistic text: decode, normalise, segment, entities,
-//! the whole extraction, and the window update — for short danmu and long posts — and the
-//! engine on one partition's batch, with one worker and with one per core.
+//! the whole extraction, and the window update — for short danmu and long posts —; windows
+//! closing over 10,000 sparse rooms (as in the e2e bench); and the engine on one partition's
+//! batch, with one worker and with one per core.
 //!
 //! `cargo bench --bench hot_path`; throughput is reported per record.
 
@@ -17,6 +18,8 @@ use trendstream::generate::TrafficGen;
 use trendstream::window::{Budget, PartitionWindows, WindowSpec};
 
 const N: usize = 1_000;
+/// Records of the sparse window bench: 100 s of event time, a record a millisecond.
+const SPARSE_RECORDS: usize = 100_000;
 
 struct Corpus {
     name: &'static str,
@@ -143,6 +146,49 @@ fn hot_path(c: &mut Criterion) {
                 black_box(closed.len())
             })
         });
+        // As in the e2e bench's danmu: 10,000 rooms with a few records each per slide, so about
+        // one window closes per record and closing them is most of the work.
+        group.throughput(Throughput::Elements(SPARSE_RECORDS as u64));
+        group.bench_function("window_close_10k_rooms", |b| {
+            let config =
+                trendstream::config::Config::from_toml("").expect("the defaults are valid");
+            let budget = Budget::of(&config);
+            let spec = WindowSpec {
+                width: 60_000,
+                slide: 10_000,
+                out_of_orderness: 5_000,
+            };
+            let items: Vec<Vec<(Category, String)>> = corpus
+                .texts
+                .iter()
+                .map(|t| {
+                    let mut v = Vec::new();
+                    extractor.extract(t, &mut Scratch::default(), |c, i| v.push((c, i.to_owned())));
+                    v
+                })
+                .collect();
+            let rooms: Vec<String> = (0..10_000).map(|r| format!("room{r}")).collect();
+            b.iter(|| {
+                let mut windows = PartitionWindows::new(0, spec, 20, budget);
+                let mut closed = Vec::new();
+                for i in 0..SPARSE_RECORDS {
+                    let record = &items[i % items.len()];
+                    windows.record(
+                        &rooms[i * 7_919 % rooms.len()],
+                        i as i64,
+                        i as i64,
+                        |counts| {
+                            for (c, item) in record {
+                                counts.add(*c, item);
+                            }
+                        },
+                        &mut closed,
+                    );
+                }
+                black_box(closed.len())
+            })
+        });
+        group.throughput(Throughput::Elements(N as u64));
         for workers in [1, 0] {
             let name = if workers == 1 {
                 "engine_one_partition_1_worker"

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
-use futures::future::try_join_all;
+use futures::stream::{FuturesUnordered, StreamExt};
 use redis::Script;
 
 use super::{key_part, Connection, IN_FLIGHT};
@@ -73,13 +73,21 @@ impl Leaderboards {
                 *slot = board;
             }
         }
-        let latest: Vec<&Leaderboard<'_>> = latest.into_values().collect();
-        for chunk in latest.chunks(IN_FLIGHT) {
-            try_join_all(chunk.iter().map(|board| self.write_one(board)))
-                .await
-                .map_err(SinkError::RedisWrite)?;
+        // IN_FLIGHT scripts on the connection at any time: a new one as each is answered.
+        let mut waiting = latest.into_values();
+        let mut in_flight = FuturesUnordered::new();
+        loop {
+            in_flight.extend(
+                waiting
+                    .by_ref()
+                    .take(IN_FLIGHT - in_flight.len())
+                    .map(|board| self.write_one(board)),
+            );
+            match in_flight.next().await {
+                Some(written) => written.map_err(SinkError::RedisWrite)?,
+                None => return Ok(()),
+            };
         }
-        Ok(())
     }
 
     async fn write_one(&self, board: &Leaderboard<'_>) -> redis::RedisResult<i64> {

@@ -53,6 +53,43 @@ fn corpora() -> Vec<Corpus> {
     ]
 }
 
+/// A record's extracted items.
+type Items = Vec<(Category, String)>;
+
+/// `records` records, the i-th with `items[i % len]`, of group `group(i)` at `time(i)` (ms),
+/// through one partition's windows (60 s / 10 s, 5 s out of order, `budget`); how many windows
+/// closed.
+fn window<'a>(
+    budget: Budget,
+    items: &[Items],
+    records: usize,
+    group: impl Fn(usize) -> &'a str,
+    time: impl Fn(usize) -> i64,
+) -> usize {
+    let spec = WindowSpec {
+        width: 60_000,
+        slide: 10_000,
+        out_of_orderness: 5_000,
+    };
+    let mut windows = PartitionWindows::new(0, spec, 20, budget);
+    let mut closed = Vec::new();
+    for i in 0..records {
+        let record = &items[i % items.len()];
+        windows.record(
+            group(i),
+            time(i),
+            i as i64,
+            |counts| {
+                for (c, item) in record {
+                    counts.add(*c, item);
+                }
+            },
+            &mut closed,
+        );
+    }
+    closed.len()
+}
+
 fn hot_path(c: &mut Criterion) {
     let extractor = Extractor::new(&ExtractOptions::default());
     let entities = EntityFinder::new();
@@ -108,85 +145,36 @@ fn hot_path(c: &mut Criterion) {
                 }
             })
         });
+        let items: Vec<Items> = corpus
+            .texts
+            .iter()
+            .map(|t| {
+                let mut v = Vec::new();
+                extractor.extract(t, &mut Scratch::default(), |c, i| v.push((c, i.to_owned())));
+                v
+            })
+            .collect();
+        let defaults = trendstream::config::Config::from_toml("").expect("the defaults are valid");
+        let budget = Budget::of(&defaults);
         group.bench_function("window_update", |b| {
-            let config =
-                trendstream::config::Config::from_toml("").expect("the defaults are valid");
-            let budget = Budget::of(&config);
-            let spec = WindowSpec {
-                width: 60_000,
-                slide: 10_000,
-                out_of_orderness: 5_000,
-            };
-            let items: Vec<Vec<(Category, String)>> = corpus
-                .texts
-                .iter()
-                .map(|t| {
-                    let mut v = Vec::new();
-                    extractor.extract(t, &mut Scratch::default(), |c, i| v.push((c, i.to_owned())));
-                    v
-                })
-                .collect();
+            let groups = ["r1", "r2", "r3", "r4"];
             b.iter(|| {
-                let mut windows = PartitionWindows::new(0, spec, 20, budget);
-                let mut closed = Vec::new();
-                for (i, record) in items.iter().enumerate() {
-                    let group = ["r1", "r2", "r3", "r4"][i % 4];
-                    windows.record(
-                        group,
-                        i as i64 * 50,
-                        i as i64,
-                        |counts| {
-                            for (c, item) in record {
-                                counts.add(*c, item);
-                            }
-                        },
-                        &mut closed,
-                    );
-                }
-                black_box(closed.len())
+                black_box(window(
+                    budget,
+                    &items,
+                    N,
+                    |i| groups[i % 4],
+                    |i| i as i64 * 50,
+                ))
             })
         });
         // As in the e2e bench's danmu: 10,000 rooms with a few records each per slide, so about
         // one window closes per record and closing them is most of the work.
         group.throughput(Throughput::Elements(SPARSE_RECORDS as u64));
         group.bench_function("window_close_10k_rooms", |b| {
-            let config =
-                trendstream::config::Config::from_toml("").expect("the defaults are valid");
-            let budget = Budget::of(&config);
-            let spec = WindowSpec {
-                width: 60_000,
-                slide: 10_000,
-                out_of_orderness: 5_000,
-            };
-            let items: Vec<Vec<(Category, String)>> = corpus
-                .texts
-                .iter()
-                .map(|t| {
-                    let mut v = Vec::new();
-                    extractor.extract(t, &mut Scratch::default(), |c, i| v.push((c, i.to_owned())));
-                    v
-                })
-                .collect();
             let rooms: Vec<String> = (0..10_000).map(|r| format!("room{r}")).collect();
-            b.iter(|| {
-                let mut windows = PartitionWindows::new(0, spec, 20, budget);
-                let mut closed = Vec::new();
-                for i in 0..SPARSE_RECORDS {
-                    let record = &items[i % items.len()];
-                    windows.record(
-                        &rooms[i * 7_919 % rooms.len()],
-                        i as i64,
-                        i as i64,
-                        |counts| {
-                            for (c, item) in record {
-                                counts.add(*c, item);
-                            }
-                        },
-                        &mut closed,
-                    );
-                }
-                black_box(closed.len())
-            })
+            let room = |i: usize| rooms[i * 7_919 % rooms.len()].as_str();
+            b.iter(|| black_box(window(budget, &items, SPARSE_RECORDS, room, |i| i as i64)))
         });
         group.throughput(Throughput::Elements(N as u64));
         for workers in [1, 0] {

@@ -174,16 +174,19 @@ fn main() {
 
         let mut results = Vec::new();
         for stream in &mut streams {
-            let mut raws = Vec::new();
+            let raws: Vec<f64> = (0..LAYOUTS.len())
+                .map(|i| raw_consume(&brokers, stream, i, partitions))
+                .collect();
+            // The same records in every layout: their texts are read once, untimed.
             let mut texts = Vec::new();
-            for i in 0..LAYOUTS.len() {
-                let (raw, values) = raw_consume(&brokers, stream, i, partitions);
-                raws.push(raw);
-                if i == 0 {
-                    // The same records in every layout: their texts are read once.
-                    texts = texts_of(&values);
+            read_all(&brokers, stream, 0, partitions, |value| {
+                if let Some(text) = serde_json::from_slice::<Value>(value)
+                    .ok()
+                    .and_then(|v| v["text"].as_str().map(str::to_owned))
+                {
+                    texts.push(text);
                 }
-            }
+            });
             let segment = segment_only(&texts);
             drop(texts);
             let ours = trendstream_run(&base, stream, partitions, instances).await;
@@ -233,53 +236,51 @@ fn main() {
     });
 }
 
-/// Reads every record of the stream's topic with trendstream's consumer settings and no
-/// processing; returns the seconds it took and the records' texts.
-fn raw_consume(
+/// Reads every record of the stream's topic in `layout` with trendstream's consumer settings
+/// and does nothing with them (the ceiling): the seconds it took. Sets the stream's value bytes.
+fn raw_consume(brokers: &str, stream: &mut Stream, layout: usize, partitions: i32) -> f64 {
+    let mut bytes = 0u64;
+    let secs = read_all(brokers, stream, layout, partitions, |v| {
+        bytes += v.len() as u64;
+    });
+    stream.value_bytes = bytes;
+    secs
+}
+
+/// Reads every record of the stream's topic in `layout`, each value through `each`: the
+/// seconds it took.
+fn read_all(
     brokers: &str,
-    stream: &mut Stream,
+    stream: &Stream,
     layout: usize,
     partitions: i32,
-) -> (f64, Vec<Vec<u8>>) {
-    let topic = stream.topics[layout].clone();
+    mut each: impl FnMut(&[u8]),
+) -> f64 {
+    let topic = &stream.topics[layout];
     let consumer = reader(brokers, &[]);
     let mut assignment = rdkafka::TopicPartitionList::new();
     for p in 0..partitions {
         assignment
-            .add_partition_offset(&topic, p, rdkafka::Offset::Beginning)
+            .add_partition_offset(topic, p, rdkafka::Offset::Beginning)
             .expect("offset");
     }
     consumer.assign(&assignment).expect("assign");
-    let mut values: Vec<Vec<u8>> = Vec::with_capacity(stream.records as usize);
     let started = Instant::now();
-    let mut bytes = 0u64;
+    let mut read = 0u64;
     let mut last_record = Instant::now();
-    while (values.len() as u64) < stream.records {
+    while read < stream.records {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            let v = m.payload().unwrap_or_default();
-            bytes += v.len() as u64;
-            values.push(v.to_vec());
+            each(m.payload().unwrap_or_default());
+            read += 1;
             last_record = Instant::now();
         }
         assert!(
             last_record.elapsed() < Duration::from_secs(30),
-            "raw consume of {topic}: {} of {} records, then nothing for 30 s",
-            values.len(),
+            "reading {topic}: {read} of {} records, then nothing for 30 s",
             stream.records
         );
     }
-    let secs = started.elapsed().as_secs_f64();
-    stream.value_bytes = bytes;
-    (secs, values)
-}
-
-/// The `text` field of each record value that has one.
-fn texts_of(values: &[Vec<u8>]) -> Vec<String> {
-    values
-        .iter()
-        .filter_map(|v| serde_json::from_slice::<Value>(v).ok())
-        .filter_map(|v| v["text"].as_str().map(str::to_owned))
-        .collect()
+    started.elapsed().as_secs_f64()
 }
 
 /// Records per second of segmentation alone (normalise, then the segmenter), on one core.

@@ -10,10 +10,9 @@
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
-use futures::future::try_join_all;
 use redis::Script;
 
-use super::{key_part, Connection, IN_FLIGHT};
+use super::{in_flight, key_part, Connection};
 use crate::config::RedisConfig;
 use crate::sink::SinkError;
 use crate::window::WatermarkState;
@@ -111,21 +110,16 @@ impl Checkpoints {
         kafka_group: &str,
         checkpoints: &'a [(&'a str, i32, Checkpoint)],
     ) -> Result<Vec<(&'a str, i32)>, SinkError> {
-        let mut results = Vec::with_capacity(checkpoints.len());
-        for chunk in checkpoints.chunks(IN_FLIGHT) {
-            let saved = try_join_all(
-                chunk
-                    .iter()
-                    .map(|(topic, partition, c)| self.save_one(kafka_group, topic, *partition, c)),
-            )
-            .await
-            .map_err(SinkError::RedisWrite)?;
-            results.extend(chunk.iter().zip(saved).map(|((t, p, _), s)| (*t, *p, s)));
-        }
-        Ok(results
-            .into_iter()
-            .filter(|(_, _, saved)| *saved == 0)
-            .map(|(t, p, _)| (t, p))
+        let saves = checkpoints
+            .iter()
+            .map(|(topic, partition, c)| self.save_one(kafka_group, topic, *partition, c))
+            .collect();
+        let saved = in_flight(saves).await.map_err(SinkError::RedisWrite)?;
+        Ok(checkpoints
+            .iter()
+            .zip(saved)
+            .filter(|(_, saved)| *saved == 0)
+            .map(|((topic, partition, _), _)| (*topic, *partition))
             .collect())
     }
 

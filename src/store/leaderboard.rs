@@ -8,10 +8,9 @@
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
-use futures::stream::{FuturesUnordered, StreamExt};
 use redis::Script;
 
-use super::{key_part, Connection, IN_FLIGHT};
+use super::{in_flight, key_part, Connection};
 use crate::config::RedisConfig;
 use crate::sink::SinkError;
 
@@ -73,21 +72,9 @@ impl Leaderboards {
                 *slot = board;
             }
         }
-        // IN_FLIGHT scripts on the connection at any time: a new one as each is answered.
-        let mut waiting = latest.into_values();
-        let mut in_flight = FuturesUnordered::new();
-        loop {
-            in_flight.extend(
-                waiting
-                    .by_ref()
-                    .take(IN_FLIGHT - in_flight.len())
-                    .map(|board| self.write_one(board)),
-            );
-            match in_flight.next().await {
-                Some(written) => written.map_err(SinkError::RedisWrite)?,
-                None => return Ok(()),
-            };
-        }
+        let writes = latest.into_values().map(|b| self.write_one(b)).collect();
+        in_flight(writes).await.map_err(SinkError::RedisWrite)?;
+        Ok(())
     }
 
     async fn write_one(&self, board: &Leaderboard<'_>) -> redis::RedisResult<i64> {

@@ -17,7 +17,10 @@ pub mod checkpoint;
 pub mod leaderboard;
 pub mod lease;
 
+use std::future::Future;
 use std::time::Duration;
+
+use futures::stream::{self, StreamExt, TryStreamExt};
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
@@ -27,8 +30,17 @@ use redis::{ClientTlsConfig, Cmd, Pipeline, RedisFuture, TlsCertificates, Value}
 use crate::config::RedisConfig;
 use crate::sink::SinkError;
 
-/// Scripts sent at once on the multiplexed connection.
+/// Scripts waiting for their answer on the multiplexed connection, at most.
 const IN_FLIGHT: usize = 256;
+
+/// Runs `calls` with at most [`IN_FLIGHT`] of them waiting for Redis at any time, the next
+/// sent as soon as one is answered; their results in the order given, or the first error.
+async fn in_flight<T, F>(calls: Vec<F>) -> redis::RedisResult<Vec<T>>
+where
+    F: Future<Output = redis::RedisResult<T>>,
+{
+    stream::iter(calls).buffered(IN_FLIGHT).try_collect().await
+}
 
 /// A connection to one Redis or to a Redis Cluster; both multiplex and reconnect. Clones share
 /// it.

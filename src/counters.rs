@@ -149,6 +149,34 @@ counters! {
         "1 when consuming with every partition caught up.";
 }
 
+/// The few numbers a person glances at (the live page, `top`): totals since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Summary {
+    /// Records processed (replays included).
+    pub records: u64,
+    /// Records sent to the dead-letter topic.
+    pub dead_letters: u64,
+    /// Consumer lag summed over this instance's partitions (end offset - committed offset).
+    pub lag: u64,
+    /// Input partitions assigned to this instance.
+    pub partitions: u64,
+    /// Consuming with every partition caught up.
+    pub ready: bool,
+}
+
+impl Metrics {
+    /// The numbers of [`Summary`], now.
+    pub fn summary(&self) -> Summary {
+        Summary {
+            records: self.records.load(Ordering::Relaxed),
+            dead_letters: self.dead_letters.load(Ordering::Relaxed),
+            lag: 0,
+            partitions: self.partitions_assigned.load(Ordering::Relaxed),
+            ready: self.ready.load(Ordering::Relaxed),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -34,6 +34,25 @@ if [ ${#need[@]} -gt 0 ]; then
   apt_install "${need[@]}"
 fi
 
+# scripts/validate-deploy.sh: promtool (Debian's prometheus), a Compose CLI (Debian's
+# docker-compose checks a compose file without a container engine), and kubernetes-validate
+# (PyPI) in a virtual environment under target/.
+deploy_need=()
+command -v promtool >/dev/null || deploy_need+=(prometheus)
+command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 || deploy_need+=(docker-compose)
+python3 -c 'import ensurepip' 2>/dev/null || deploy_need+=(python3-venv)
+if [ ${#deploy_need[@]} -gt 0 ]; then
+  echo "setup: installing ${deploy_need[*]}"
+  apt_install --no-install-recommends "${deploy_need[@]}"
+fi
+KUBERNETES_VALIDATE_VERSION=1.37.0
+deploy_venv="$(dirname "$0")/../target/deploy-venv"
+if [ "$("$deploy_venv/bin/kubernetes-validate" --version 2>/dev/null)" != "$KUBERNETES_VALIDATE_VERSION" ]; then
+  echo "setup: installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION in target/deploy-venv"
+  python3 -m venv "$deploy_venv"
+  "$deploy_venv/bin/pip" install -q "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+fi
+
 if ! command -v cargo >/dev/null; then
   echo "setup: cargo is missing: install Rust (rustup) first" >&2
   exit 1

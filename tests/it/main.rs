@@ -8,6 +8,7 @@ mod common;
 mod measure;
 
 mod chaos;
+mod deploy;
 mod failures;
 mod memory;
 mod pipeline;

@@ -23,9 +23,9 @@ use rayon::iter::{IntoParallelIterator, ParallelIterator};
 use rayon::slice::ParallelSlice;
 
 use crate::config::Config;
-pub use crate::counters::BatchCounts;
 use crate::decode::{check_ahead, decode, DecodeError};
 use crate::extract::{Category, Extractor, Scratch};
+pub use crate::metrics::BatchCounts;
 use crate::store::checkpoint::Checkpoint;
 use crate::window::{
     Budget, ClosedWindow, PartitionWindows, Placement, StreamId, WatermarkState, WindowSpec,
@@ -61,6 +61,8 @@ pub struct BatchOutput {
     /// must be sent further back ([`Engine::rewind`]).
     pub gaps: Vec<Gap>,
     pub counts: BatchCounts,
+    /// The counts of each partition in the batch, by stream and partition.
+    pub partitions: Vec<(StreamId, i32, BatchCounts)>,
 }
 
 /// A partition that was positioned to read `target` on, and whose first record delivered was
@@ -237,6 +239,7 @@ impl<'a> Records<'_, 'a> {
             }
             state.next = input.offset + 1;
             out.counts.records += 1;
+            out.counts.bytes += input.payload.map_or(0, |p| p.len() as u64);
             let replay = input.offset < state.replayed_until;
             if replay {
                 out.counts.replayed += 1;
@@ -552,6 +555,7 @@ impl Engine {
             .filter_map(|(key, state)| routes.remove(key).map(|r| (*key, state, r)))
             .collect();
         work.sort_unstable_by_key(|(key, ..)| *key);
+        let keys: Vec<(StreamId, i32)> = work.iter().map(|(key, ..)| *key).collect();
 
         let records = Records {
             batch,
@@ -579,7 +583,8 @@ impl Engine {
                 .collect(),
         };
         let mut out = BatchOutput::default();
-        for part in outputs {
+        for ((stream, partition), part) in keys.into_iter().zip(outputs) {
+            out.partitions.push((stream, partition, part.counts));
             out.closed.extend(part.closed);
             out.dead.extend(part.dead);
             out.gaps.extend(part.gaps);
@@ -631,6 +636,22 @@ impl Engine {
             .values()
             .map(|p| p.windows.open_groups())
             .sum()
+    }
+
+    /// Windows of some group holding data and not closed yet, over all partitions.
+    pub fn open_windows(&self) -> usize {
+        self.partitions
+            .values()
+            .map(|p| p.windows.open_windows())
+            .sum()
+    }
+
+    /// Each partition held, with its watermark (event time, ms) once it has one.
+    pub fn watermarks(&self) -> impl Iterator<Item = (&str, i32, Option<i64>)> + '_ {
+        self.partitions.iter().map(|((stream, partition), state)| {
+            let topic = self.streams[usize::from(*stream)].topic.as_str();
+            (topic, *partition, state.windows.watermark())
+        })
     }
 }
 

@@ -16,19 +16,19 @@
 //! - [`store`]: Redis, over one connection to a node or a cluster: leaderboards, the partitions'
 //!   checkpoints (type, load and save) and their leases.
 //!
-//! Beside the pipeline: [`counters`] declares every counter once (the engine's per-batch
-//! counts, the metrics, the logged totals); [`observe`] serves metrics and readiness,
+//! Beside the pipeline: [`metrics`] declares every metric once, and the engine's per-batch
+//! counts; [`observe`] serves metrics and readiness,
 //! [`generate`] makes sample traffic and [`watch`] prints leaderboards; [`redact`] hides
 //! secrets wherever configuration values are shown; [`retry`] tries a failed write, read or
 //! connect again with jittered back-off.
 //! `decode`, `extract`, `window` and `engine` are pure: values in, values out, no I/O.
 
 pub mod config;
-pub mod counters;
 pub mod decode;
 pub mod engine;
 pub mod extract;
 pub mod generate;
+pub mod metrics;
 pub mod observe;
 pub mod redact;
 pub mod retry;

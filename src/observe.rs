@@ -6,7 +6,6 @@
 //! rebalance in progress), 503 before that and once shutdown has begun. Counters are atomics
 //! updated once per batch.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use std::convert::Infallible;
@@ -22,7 +21,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-pub use crate::counters::Metrics;
+use crate::metrics;
+pub use crate::metrics::Metrics;
 
 /// Bounds on the HTTP endpoint, which anyone on the network may reach.
 #[derive(Debug, Clone, Copy)]
@@ -98,19 +98,27 @@ const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// The answer to `method path`.
 fn respond(metrics: &Metrics, method: &Method, path: &str) -> Response<Full<Bytes>> {
-    let (status, body) = if method != Method::GET && method != Method::HEAD {
-        (StatusCode::METHOD_NOT_ALLOWED, "GET only\n".to_owned())
+    const TEXT: &str = "text/plain; charset=utf-8";
+    let (status, body, content_type) = if method != Method::GET && method != Method::HEAD {
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "GET only\n".to_owned(),
+            TEXT,
+        )
     } else {
         match path {
-            "/metrics" => (StatusCode::OK, metrics.render()),
-            "/ready" if metrics.ready.load(Ordering::Relaxed) => {
-                (StatusCode::OK, "ready\n".to_owned())
-            }
-            "/ready" => (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".to_owned()),
-            "/healthz" => (StatusCode::OK, "alive\n".to_owned()),
+            "/metrics" => (StatusCode::OK, metrics.render(), metrics::CONTENT_TYPE),
+            "/ready" if metrics.is_ready() => (StatusCode::OK, "ready\n".to_owned(), TEXT),
+            "/ready" => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready\n".to_owned(),
+                TEXT,
+            ),
+            "/healthz" => (StatusCode::OK, "alive\n".to_owned(), TEXT),
             _ => (
                 StatusCode::NOT_FOUND,
                 "try /metrics, /ready or /healthz\n".to_owned(),
+                TEXT,
             ),
         }
     };
@@ -118,7 +126,7 @@ fn respond(metrics: &Metrics, method: &Method, path: &str) -> Response<Full<Byte
     *response.status_mut() = status;
     response.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+        hyper::header::HeaderValue::from_static(content_type),
     );
     response
 }
@@ -147,23 +155,6 @@ pub fn probe(addr: &str, path: &str, timeout: std::time::Duration) -> std::io::R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::counters::BatchCounts;
-
-    #[test]
-    fn render_lists_every_metric_with_its_value() {
-        let m = Metrics::default();
-        m.add_batch(&BatchCounts {
-            records: 7,
-            dead_letters: 1,
-            windows_closed: 3,
-            ..BatchCounts::default()
-        });
-        let text = m.render();
-        assert!(text.contains("\ntrendstream_records_total 7\n"), "{text}");
-        assert!(text.contains("\ntrendstream_dead_letters_total 1\n"));
-        assert!(text.contains("\ntrendstream_windows_closed_total 3\n"));
-        assert!(text.contains("# TYPE trendstream_ready gauge\ntrendstream_ready 0\n"));
-    }
 
     #[tokio::test]
     async fn probe_sees_healthz_answer_200() {

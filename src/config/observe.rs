@@ -2,7 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{invalid, ConfigError};
+use std::time::Duration;
+
+use super::{invalid, show, ConfigError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -25,6 +27,10 @@ pub struct LogConfig {
 pub struct HttpConfig {
     /// Address for `/metrics` and `/ready`; empty for none.
     pub listen: String,
+    /// How often the consumer lag is asked of the brokers (one request per partition
+    /// assigned, and one for the committed offsets).
+    #[serde(with = "humantime_serde")]
+    pub lag_every: Duration,
 }
 
 impl LogConfig {
@@ -48,6 +54,13 @@ impl HttpConfig {
                 "http.listen",
                 listen,
                 "is not an address like 0.0.0.0:9898",
+            ));
+        }
+        if !(Duration::from_millis(100)..=Duration::from_secs(3600)).contains(&self.lag_every) {
+            return Err(invalid(
+                "http.lag_every",
+                show(self.lag_every),
+                "must be between 100ms and 1h",
             ));
         }
         Ok(())

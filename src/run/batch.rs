@@ -14,7 +14,7 @@
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rdkafka::consumer::{CommitMode, Consumer};
@@ -29,12 +29,14 @@ use super::RunError;
 use crate::config::Config;
 use crate::engine::{BatchCounts, Engine, Gap, Input};
 use crate::extract::Category;
+use crate::metrics::{DeadLetterKind, SinkLabel, StreamLabel, StreamPartition};
 use crate::observe::Metrics;
 use crate::retry::with_retry;
 use crate::sink::kafka::{DeadLetter, KafkaSink, WindowRecord};
 use crate::store::checkpoint::{Checkpoint, Checkpoints};
 use crate::store::leaderboard::{Leaderboard, Leaderboards};
-use crate::window::ClosedWindow;
+use crate::window::{ClosedWindow, StreamId};
+use prometheus_client::metrics::histogram::Histogram;
 
 /// What one batch must write, and where its partitions continue from once it is written.
 pub(super) struct Job {
@@ -42,6 +44,8 @@ pub(super) struct Job {
     dead: Vec<DeadLetter>,
     checkpoints: Vec<(String, i32, Checkpoint)>,
     counts: BatchCounts,
+    /// The counts of each partition, by stream id.
+    partitions: Vec<(StreamId, i32, BatchCounts)>,
 }
 
 /// What a write reports back to the loop.
@@ -58,7 +62,12 @@ pub(super) const QUEUED_JOBS: usize = 4;
 
 /// Runs the batch through the engine; the result is owned, ready for the writer. Also returns
 /// the partitions whose records did not start where they were sent to.
-pub(super) fn prepare(engine: &mut Engine, batch: &[BorrowedMessage<'_>]) -> (Job, Vec<Gap>) {
+pub(super) fn prepare(
+    engine: &mut Engine,
+    batch: &[BorrowedMessage<'_>],
+    metrics: &Metrics,
+) -> (Job, Vec<Gap>) {
+    let started = Instant::now();
     let inputs: Vec<Input<'_>> = batch
         .iter()
         .map(|m| Input {
@@ -99,7 +108,11 @@ pub(super) fn prepare(engine: &mut Engine, batch: &[BorrowedMessage<'_>]) -> (Jo
         dead,
         checkpoints,
         counts: out.counts,
+        partitions: out.partitions,
     };
+    metrics
+        .batch_seconds
+        .observe(started.elapsed().as_secs_f64());
     (job, out.gaps)
 }
 
@@ -122,8 +135,8 @@ struct Sinks {
     checkpoints: Checkpoints,
     config: Arc<Config>,
     metrics: Arc<Metrics>,
-    /// Stream names by stream id.
-    streams: Vec<String>,
+    /// Stream names and topics by stream id.
+    streams: Vec<(String, String)>,
 }
 
 impl Writer {
@@ -136,7 +149,11 @@ impl Writer {
         metrics: Arc<Metrics>,
         engine: &Engine,
     ) -> Writer {
-        let streams = engine.streams().iter().map(|s| s.name.clone()).collect();
+        let streams = engine
+            .streams()
+            .iter()
+            .map(|s| (s.name.clone(), s.topic.clone()))
+            .collect();
         let sinks = Arc::new(Sinks {
             consumer,
             kafka: Mutex::new(kafka),
@@ -254,9 +271,11 @@ impl Sinks {
     async fn write(&self, jobs: &[Job]) -> Result<Vec<(String, i32)>, RunError> {
         let config = &self.config;
         let closed = || jobs.iter().flat_map(|job| &job.closed);
+        let metrics = &self.metrics;
         let mut kafka = self.kafka.lock().await;
+        let sending = Instant::now();
         for closed in closed() {
-            let stream = &self.streams[usize::from(closed.stream)];
+            let stream = &self.streams[usize::from(closed.stream)].0;
             kafka
                 .send_window(&WindowRecord::new(stream, closed))
                 .await?;
@@ -264,19 +283,25 @@ impl Sinks {
         for dead in jobs.iter().flat_map(|job| &job.dead) {
             kafka.send_dead_letter(dead).await?;
         }
+        let sent = sending.elapsed();
         let boards: Vec<Leaderboard<'_>> = closed()
             .map(|c| Leaderboard {
-                stream: &self.streams[usize::from(c.stream)],
+                stream: &self.streams[usize::from(c.stream)].0,
                 group: &c.group,
                 window_end: c.window_end,
                 terms: &c.top[Category::Term.index()],
             })
             .collect();
+        let writing = Instant::now();
         with_retry(config.retry(), "redis write", || {
-            self.leaderboards.write(&boards)
+            counting_errors(metrics, "redis", self.leaderboards.write(&boards))
         })
         .await?;
+        observe_sink(metrics, "redis", writing.elapsed());
+        self.observe_delays(jobs);
+        let flushing = Instant::now();
         kafka.flush().await?;
+        observe_sink(metrics, "kafka", sent + flushing.elapsed());
         let skipped = kafka.take_skipped();
         drop(kafka);
 
@@ -284,10 +309,16 @@ impl Sinks {
         // from, then tell the group how far it got.
         let checkpoints = latest_checkpoints(jobs);
         let group = config.kafka().group_id.as_str();
+        let saving = Instant::now();
         let refused = with_retry(config.retry(), "checkpoint write", || {
-            self.checkpoints.save(group, &checkpoints)
+            counting_errors(
+                metrics,
+                "checkpoint",
+                self.checkpoints.save(group, &checkpoints),
+            )
         })
         .await?;
+        observe_sink(metrics, "checkpoint", saving.elapsed());
         for (topic, partition) in &refused {
             warn!(
                 topic,
@@ -299,12 +330,15 @@ impl Sinks {
             .filter(|(t, p, _)| !refused.contains(&(t, *p)))
             .map(|(t, p, c)| (*t, *p, c.next))
             .collect();
+        let committing = Instant::now();
         commit(&self.consumer, &progress).await;
-        self.metrics
-            .records_skipped
-            .fetch_add(skipped, std::sync::atomic::Ordering::Relaxed);
+        metrics
+            .commit_seconds
+            .observe(committing.elapsed().as_secs_f64());
+        metrics.records_skipped.inc_by(skipped);
         for job in jobs {
-            self.metrics.add_batch(&job.counts);
+            metrics.add_batch(&job.counts);
+            self.count_inputs(job);
             let _batch = tracing::info_span!("batch", records = job.counts.records).entered();
             debug!(
                 records = job.counts.records,
@@ -318,6 +352,89 @@ impl Sinks {
             .map(|(t, p)| (t.to_owned(), p))
             .collect())
     }
+}
+
+impl Sinks {
+    /// Observes the end-to-end delay of the windows of `jobs`, their leaderboards just
+    /// written: from the window's end (event time) to now.
+    fn observe_delays(&self, jobs: &[Job]) {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let delays: Vec<Histogram> = self
+            .streams
+            .iter()
+            .map(|(stream, _)| {
+                let stream = stream.clone();
+                let family = &self.metrics.end_to_end_delay_seconds;
+                family.get_or_create_owned(&StreamLabel { stream })
+            })
+            .collect();
+        for closed in jobs.iter().flat_map(|job| &job.closed) {
+            let delay = (now_ms - closed.window_end).max(0) as f64 / 1000.0;
+            delays[usize::from(closed.stream)].observe(delay);
+        }
+    }
+
+    /// Counts a job's records and bytes by partition, its dead letters by kind and its
+    /// windows by stream.
+    fn count_inputs(&self, job: &Job) {
+        let mut windows = vec![0; self.streams.len()];
+        for closed in &job.closed {
+            windows[usize::from(closed.stream)] += 1;
+        }
+        for ((stream, _), closed) in self.streams.iter().zip(windows) {
+            if closed > 0 {
+                let stream = stream.clone();
+                let counter = self
+                    .metrics
+                    .windows_closed
+                    .get_or_create(&StreamLabel { stream });
+                counter.inc_by(closed);
+            }
+        }
+        for (stream, partition, counts) in &job.partitions {
+            let (stream, topic) = &self.streams[usize::from(*stream)];
+            let label = StreamPartition {
+                stream: stream.clone(),
+                topic: topic.clone(),
+                partition: *partition,
+            };
+            self.metrics
+                .add_records(&label, counts.records, counts.bytes);
+        }
+        for dead in &job.dead {
+            let stream = self
+                .streams
+                .iter()
+                .find(|(_, topic)| *topic == dead.topic)
+                .map_or("", |(stream, _)| stream.as_str());
+            self.metrics.add_dead_letter(&DeadLetterKind {
+                stream: stream.to_owned(),
+                kind: dead.error_kind,
+            });
+        }
+    }
+}
+
+/// Counts a failed write attempt of `sink` (each is retried, or fails the run).
+async fn counting_errors<T, E>(
+    metrics: &Metrics,
+    sink: &'static str,
+    write: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, E> {
+    let result = write.await;
+    if result.is_err() {
+        metrics.sink_errors.get_or_create(&SinkLabel { sink }).inc();
+    }
+    result
+}
+
+fn observe_sink(metrics: &Metrics, sink: &'static str, took: Duration) {
+    metrics
+        .sink_write_seconds
+        .get_or_create(&SinkLabel { sink })
+        .observe(took.as_secs_f64());
 }
 
 /// Each partition's checkpoint from the last of `jobs` that holds one, in the order the
@@ -407,6 +524,7 @@ mod tests {
                 })
                 .collect(),
             counts: BatchCounts::default(),
+            partitions: Vec::new(),
         }
     }
 

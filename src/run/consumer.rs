@@ -18,6 +18,7 @@ use super::positions::{seek as seek_to, Positions};
 use super::RunError;
 use crate::config::Config;
 use crate::engine::Engine;
+use crate::metrics::Metrics;
 use crate::retry::with_retry;
 use crate::sink::kafka::redact_client_error;
 use crate::store::checkpoint::Checkpoints;
@@ -30,12 +31,13 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Revocations seen by the rebalance callback, for the loop to act on, and a count of
 /// assignments.
-#[derive(Default)]
 pub struct RebalanceContext {
     revoked: Mutex<Vec<(String, i32)>>,
     assignments: AtomicU64,
     rebalancing: AtomicBool,
     refused: Mutex<Option<String>>,
+    /// Readiness ends the moment partitions are revoked, not at the loop's next turn.
+    metrics: Arc<Metrics>,
 }
 
 impl RebalanceContext {
@@ -117,10 +119,12 @@ impl ConsumerContext for RebalanceContext {
                     revoked.push((elem.topic().to_owned(), elem.partition()));
                 }
                 self.rebalancing.store(true, Ordering::Relaxed);
+                self.metrics.set_ready(false);
                 info!(partitions = tpl.count(), "Partitions revoked.");
             }
             Rebalance::Assign(tpl) => {
                 self.assignments.fetch_add(1, Ordering::Relaxed);
+                self.metrics.rebalances.inc();
                 self.rebalancing.store(false, Ordering::Relaxed);
                 info!(partitions = tpl.count(), "Partitions assigned.");
             }
@@ -135,10 +139,17 @@ impl ConsumerContext for RebalanceContext {
     }
 }
 
-pub(super) fn create_consumer(config: &Config) -> Result<Kafka, RunError> {
+pub(super) fn create_consumer(config: &Config, metrics: Arc<Metrics>) -> Result<Kafka, RunError> {
     let k = config.kafka();
+    let context = RebalanceContext {
+        revoked: Mutex::default(),
+        assignments: AtomicU64::default(),
+        rebalancing: AtomicBool::default(),
+        refused: Mutex::default(),
+        metrics,
+    };
     k.consumer_client()
-        .create_with_context(RebalanceContext::default())
+        .create_with_context(context)
         .map_err(|err| RunError::CreateConsumer(redact_client_error(err, &k.consumer_properties())))
 }
 

@@ -11,13 +11,13 @@
 mod batch;
 mod consumer;
 mod error;
+mod lag;
 mod ownership;
 mod positions;
 
 pub use error::RunError;
 
 use std::future::Future;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,6 +30,7 @@ use tracing::info;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::extract::{ExtractOptions, Extractor};
+use crate::metrics::TopicPartition;
 use crate::observe::{self, Metrics};
 use crate::retry::with_retry;
 use crate::sink::kafka::KafkaSink;
@@ -59,7 +60,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         watch_keywords: config.extract().watch_keywords.clone(),
     }));
     let mut engine = Engine::new(&config, extractor);
-    let consumer = Arc::new(create_consumer(&config)?);
+    let metrics = Arc::new(Metrics::default());
+    let consumer = Arc::new(create_consumer(&config, Arc::clone(&metrics))?);
     let topology = check_topics(&consumer, &config).await?;
     let kafka = KafkaSink::new(config.kafka(), topology.output_partitions)
         .map_err(RunError::CreateProducer)?;
@@ -68,7 +70,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     })
     .await?;
     let checkpoints = Checkpoints::new(redis.clone(), config.redis());
-    let metrics = Arc::new(Metrics::default());
     let mut writer = Writer::new(
         Arc::clone(&consumer),
         kafka,
@@ -87,6 +88,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         Arc::clone(&metrics),
     );
     let stop_http = CancellationToken::new();
+    // However `run` ends (an error, or its task dropped), the tasks beside it end too: the lag
+    // task holds the consumer, which must drop for the instance to leave the group.
+    let _stop_tasks = stop_http.clone().drop_guard();
     if !config.http().listen.is_empty() {
         let listener = TcpListener::bind(&config.http().listen)
             .await
@@ -102,6 +106,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         ));
     }
 
+    tokio::spawn(lag::watch_lag(
+        Arc::clone(&consumer),
+        Arc::clone(&metrics),
+        config.http().lag_every,
+        stop_http.clone(),
+    ));
+
     let topics: Vec<&str> = config
         .enabled_streams()
         .map(|(_, s)| s.topic.as_str())
@@ -111,6 +122,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 
     let mut positions = Positions::new(config.ownership().stall_after, Arc::clone(&metrics));
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut gauges = Gauges {
+        metrics: Arc::clone(&metrics),
+        last_set: None,
+    };
     let mut totals = Totals {
         metrics: Arc::clone(&metrics),
         last_log: Instant::now(),
@@ -147,23 +162,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }
         let mut gaps = Vec::new();
         if !batch.is_empty() {
-            let (job, batch_gaps) = prepare(&mut engine, &batch);
+            let (job, batch_gaps) = prepare(&mut engine, &batch, &metrics);
             gaps = batch_gaps;
             drop(batch);
             writer.start(job).await?;
         }
         settle(writer.written().await?, &mut engine, &mut totals);
         positions.rewind(&consumer, &mut engine, &gaps).await;
-        metrics
-            .open_groups
-            .store(engine.open_groups() as u64, Ordering::Relaxed);
-        metrics
-            .partitions_held
-            .store(engine.partitions_held() as u64, Ordering::Relaxed);
+        gauges.maybe_set(&engine);
         // Ready: a member of the group (assigned once, not in a rebalance), nothing replaying.
         let context = consumer.context();
         let caught_up = context.assignments() > 0 && !context.rebalancing() && !engine.replaying();
-        metrics.ready.store(caught_up, Ordering::Relaxed);
+        metrics.set_ready(caught_up);
         if stopping {
             settle(writer.finish().await?, &mut engine, &mut totals);
             break;
@@ -171,7 +181,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         ownership.rejoin_if_wanted(&consumer, &topics)?;
     }
 
-    metrics.ready.store(false, Ordering::Relaxed);
+    metrics.set_ready(false);
     drop(ownership);
     info!("Shutting down: leaving the group.");
     consumer.unsubscribe();
@@ -192,6 +202,43 @@ fn settle(writes: Vec<Written>, engine: &mut Engine, totals: &mut Totals) {
     }
     if !writes.is_empty() {
         totals.maybe_log();
+    }
+}
+
+/// How often the open windows and watermark lags are set: counting open windows visits every
+/// group held.
+const GAUGES_EVERY: Duration = Duration::from_secs(1);
+
+/// Sets the gauges of the engine's state; the costlier ones at most every [`GAUGES_EVERY`].
+struct Gauges {
+    metrics: Arc<Metrics>,
+    last_set: Option<Instant>,
+}
+
+impl Gauges {
+    fn maybe_set(&mut self, engine: &Engine) {
+        let metrics = &self.metrics;
+        metrics.open_groups.set(engine.open_groups() as i64);
+        metrics.partitions_held.set(engine.partitions_held() as i64);
+        if self.last_set.is_some_and(|at| at.elapsed() < GAUGES_EVERY) {
+            return;
+        }
+        self.last_set = Some(Instant::now());
+        metrics.open_windows.set(engine.open_windows() as i64);
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let lags: Vec<(TopicPartition, f64)> = engine
+            .watermarks()
+            .filter_map(|(topic, partition, watermark)| {
+                let label = TopicPartition {
+                    topic: topic.to_owned(),
+                    partition,
+                };
+                watermark.map(|w| (label, (now_ms - w) as f64 / 1000.0))
+            })
+            .collect();
+        metrics.set_watermark_lag(&lags);
     }
 }
 

@@ -88,7 +88,7 @@ impl Ownership {
         if self.rejoin.swap(false, Ordering::Relaxed) {
             consumer.unsubscribe();
             consumer.subscribe(topics).map_err(RunError::Subscribe)?;
-            self.metrics.rejoins.fetch_add(1, Ordering::Relaxed);
+            self.metrics.rejoins.inc();
         }
         Ok(())
     }
@@ -137,9 +137,7 @@ impl Keeper {
             let Some((orphans, group_rebalancing)) = self.renew_and_check(rebalancing).await else {
                 continue;
             };
-            self.metrics
-                .partitions_unowned
-                .store(orphans.len() as u64, Ordering::Relaxed);
+            self.metrics.partitions_unowned.set(orphans.len() as i64);
             if !group_rebalancing {
                 marked_since = None;
             }
@@ -202,9 +200,7 @@ impl Keeper {
                 return None;
             }
         };
-        self.metrics
-            .partitions_assigned
-            .store(assigned.len() as u64, Ordering::Relaxed);
+        self.metrics.partitions_assigned.set(assigned.len() as i64);
         let renewed = self
             .leases
             .renew(

@@ -15,7 +15,6 @@
 //! partition that delivered nothing at info (an idle partition looks the same).
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -137,7 +136,7 @@ impl Positions {
                     "Nothing delivered since the partition was sent to an offset: rewinding."
                 );
             }
-            self.metrics.rewinds.fetch_add(1, Ordering::Relaxed);
+            self.metrics.rewinds.inc();
             if let Err(err) = seek(consumer, &topic, partition, offset).await {
                 // Its records are held back until they cover the offset: sent again later.
                 warn!(topic, partition, offset, error = %err, "Cannot seek; trying again later.");
@@ -146,7 +145,7 @@ impl Positions {
         }
         self.metrics
             .partitions_positioning
-            .store(engine.seeking().count() as u64, Ordering::Relaxed);
+            .set(engine.seeking().count() as i64);
     }
 }
 

@@ -235,6 +235,27 @@ impl PartitionWindows {
         self.groups.len()
     }
 
+    /// Number of (group, window) pairs holding data and not closed yet: a pane starting at
+    /// `s` is in the windows ending `s + slide ..= s + width`.
+    pub fn open_windows(&self) -> usize {
+        let WindowSpec { width, slide, .. } = self.spec;
+        let first_open = self.closed_end.map_or(i64::MIN, |end| end + slide);
+        let mut open = 0;
+        for panes in self.groups.values() {
+            // Window ends below this are counted already (pane starts ascend).
+            let mut counted_to = first_open;
+            for &start in panes.keys() {
+                let first = (start + slide).max(counted_to);
+                let last = start + width;
+                if last >= first {
+                    open += ((last - first) / slide + 1) as usize;
+                    counted_to = last + slide;
+                }
+            }
+        }
+        open
+    }
+
     /// Places the record at `offset` of `group` at `event_time`: `count` is given the pane's
     /// counts to add the record's items to, unless the record is dropped as late. Windows the
     /// record's event time closes are appended to `closed`.
@@ -495,6 +516,22 @@ mod tests {
         let (_, closed) = feed(&mut w, "a", 15, &["y"]);
         assert_eq!(summary(&closed), vec![("a".into(), -50, 10, 1)]);
         assert_eq!(closed[0].top[0], vec![("x".to_owned(), 1)]);
+    }
+
+    #[test]
+    fn open_windows_are_the_unclosed_windows_of_each_groups_panes() {
+        let mut w = PartitionWindows::new(0, SPEC, 10, Budget::UNBOUNDED);
+        assert_eq!(w.open_windows(), 0);
+        // Pane 0 is in the windows ending 10 ..= 60.
+        feed(&mut w, "a", 3, &["x"]);
+        assert_eq!(w.open_windows(), 6);
+        // Pane 10 adds the window ending 70 to a's; b has six of its own.
+        feed(&mut w, "a", 14, &["x"]);
+        feed(&mut w, "b", 14, &["x"]);
+        assert_eq!(w.open_windows(), 13);
+        // Watermark 10 closes the window ending 10, which only a held.
+        feed(&mut w, "b", 15, &[]);
+        assert_eq!(w.open_windows(), 12);
     }
 
     #[test]

@@ -699,6 +699,41 @@ pub async fn http_get(addr: &str, path: &str) -> (String, String) {
     )
 }
 
+/// The sum of every series of the metric `name` (its full name, like
+/// `trendstream_records_total`) in the text of `/metrics` whose labels contain every one of
+/// `labels` (`key="value"` each, or several joined by commas, in the order rendered); `None`
+/// when there is none.
+pub fn metric(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    let mut sum = None;
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        let (series_labels, value) = match rest.strip_prefix('{') {
+            Some(labelled) => match labelled.split_once("} ") {
+                Some((series_labels, value)) => (series_labels, value),
+                None => continue,
+            },
+            None => match rest.strip_prefix(' ') {
+                Some(value) => ("", value),
+                None => continue,
+            },
+        };
+        let series_labels = format!(",{series_labels},");
+        let has = |label: &&str| series_labels.contains(&format!(",{label},"));
+        if labels.iter().all(has) {
+            let value: f64 = value.trim().parse().expect("a metric value");
+            *sum.get_or_insert(0.0) += value;
+        }
+    }
+    sum
+}
+
+/// [`metric`] of the `/metrics` at `http`.
+pub async fn scrape(http: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    metric(&http_get(http, "/metrics").await.1, name, labels)
+}
+
 pub async fn redis(url: &str) -> redis::aio::MultiplexedConnection {
     redis::Client::open(url)
         .expect("redis url")

@@ -11,6 +11,7 @@ mod chaos;
 mod deploy;
 mod failures;
 mod memory;
+mod metrics;
 mod pipeline;
 mod positions;
 mod process;

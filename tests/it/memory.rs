@@ -60,14 +60,11 @@ async fn produce_burst(producer: &FutureProducer, topic: &str, prefix: &str, sta
     }
 }
 
-/// A counter of the `/metrics` at `http`.
+/// A counter of the `/metrics` at `http`, summed over its labels.
 async fn counter(http: &str, name: &str) -> u64 {
-    let (_, metrics) = http_get(http, "/metrics").await;
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("trendstream_{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} in /metrics:\n{metrics}"))
+    scrape(http, &format!("trendstream_{name}"), &[])
+        .await
+        .unwrap_or_else(|| panic!("{name} in /metrics")) as u64
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -171,25 +171,33 @@ async fn danmu_windows_reach_kafka_and_redis_with_exact_counts() {
 
     // The numbers an operator watches (updated just after the commit awaited above).
     eventually("metrics count every record", || async {
-        http_get(&http, "/metrics")
-            .await
-            .1
-            .lines()
-            .any(|l| l == "trendstream_records_total 8")
+        scrape(&http, "trendstream_records_total", &[]).await == Some(8.0)
     })
     .await;
     let (status, metrics) = http_get(&http, "/metrics").await;
     assert_eq!(status, "HTTP/1.1 200 OK");
-    for line in [
-        "trendstream_records_total 8",
-        "trendstream_dead_letters_total 1",
-        "trendstream_late_partly_total 1",
-        "trendstream_windows_closed_total 6",
-        "trendstream_partitions_held 1",
-        "trendstream_ready 1",
+    let stream = "stream=\"danmu\"";
+    let partition = format!("topic=\"{topic}\",partition=\"0\"");
+    for (name, labels, value) in [
+        ("trendstream_records_total", vec![stream, &partition], 8.0),
+        (
+            "trendstream_dead_letters_total",
+            vec![stream, "kind=\"not_json\""],
+            1.0,
+        ),
+        ("trendstream_late_partly_total", vec![], 1.0),
+        ("trendstream_windows_closed_total", vec![stream], 6.0),
+        ("trendstream_partitions_held", vec![], 1.0),
+        ("trendstream_ready", vec![], 1.0),
     ] {
-        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+        assert_eq!(
+            metric(&metrics, name, &labels),
+            Some(value),
+            "{name}{labels:?} in:\n{metrics}"
+        );
     }
+    let bytes = metric(&metrics, "trendstream_input_bytes_total", &[stream]);
+    assert!(bytes.is_some_and(|b| b > 8.0), "{metrics}");
     assert_eq!(http_get(&http, "/ready").await.0, "HTTP/1.1 200 OK");
 
     running.stop().await.expect("clean stop");

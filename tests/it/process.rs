@@ -289,10 +289,9 @@ async fn gauge(addr: &str, name: &str) -> Option<u64> {
     if !connected {
         return None;
     }
-    let (_, body) = http_get(addr, "/metrics").await;
-    body.lines()
-        .find_map(|l| l.strip_prefix(&format!("trendstream_{name} ")))
-        .and_then(|v| v.trim().parse().ok())
+    scrape(addr, &format!("trendstream_{name}"), &[])
+        .await
+        .map(|v| v as u64)
 }
 
 #[tokio::test(flavor = "multi_thread")]

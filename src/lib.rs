@@ -17,9 +17,9 @@
 //!   checkpoints (type, load and save) and their leases.
 //!
 //! Beside the pipeline: [`counters`] declares every counter once (the engine's per-batch
-//! counts, the metrics, the logged totals); [`observe`] serves metrics and readiness;
-//! [`hot`] reads a stream's busiest groups from Redis, bounded, for [`watch`], which prints
-//! them; [`generate`] makes sample traffic; [`redact`] hides
+//! counts, the metrics, the logged totals); [`observe`] serves metrics, readiness and the
+//! live [`page`]; [`hot`] reads a stream's busiest groups from Redis, bounded, for the page
+//! and [`watch`], which prints them; [`generate`] makes sample traffic; [`redact`] hides
 //! secrets wherever configuration values are shown; [`retry`] tries a failed write, read or
 //! connect again with jittered back-off.
 //! `decode`, `extract`, `window` and `engine` are pure: values in, values out, no I/O.
@@ -32,6 +32,7 @@ pub mod extract;
 pub mod generate;
 pub mod hot;
 pub mod observe;
+pub mod page;
 pub mod redact;
 pub mod retry;
 pub mod run;

@@ -23,7 +23,7 @@ pub struct LogConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
-    /// Address for `/metrics` and `/ready`; empty for none.
+    /// Address for `/metrics`, `/ready` and the live page; empty for none.
     pub listen: String,
 }
 

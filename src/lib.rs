@@ -19,7 +19,8 @@
 //! Beside the pipeline: [`counters`] declares every counter once (the engine's per-batch
 //! counts, the metrics, the logged totals); [`observe`] serves metrics, readiness and the
 //! live [`page`]; [`hot`] reads a stream's busiest groups from Redis, bounded, for the page
-//! and [`watch`], which prints them; [`generate`] makes sample traffic; [`redact`] hides
+//! and [`watch`], which prints them; [`top`] shows the page's numbers in a terminal;
+//! [`generate`] makes sample traffic; [`redact`] hides
 //! secrets wherever configuration values are shown; [`retry`] tries a failed write, read or
 //! connect again with jittered back-off.
 //! `decode`, `extract`, `window` and `engine` are pure: values in, values out, no I/O.
@@ -38,5 +39,6 @@ pub mod retry;
 pub mod run;
 pub mod sink;
 pub mod store;
+pub mod top;
 pub mod watch;
 pub mod window;

@@ -10,6 +10,7 @@ mod measure;
 mod chaos;
 mod failures;
 mod memory;
+mod page;
 mod pipeline;
 mod positions;
 mod process;

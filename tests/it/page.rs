@@ -263,6 +263,42 @@ async fn the_hot_query_is_bounded_and_says_when_the_bound_was_hit() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_hot_query_scans_every_primary_of_a_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let (nodes, _pids) = start_redis_cluster(dir.path());
+    let config = config(&format!(
+        "[redis]\nurl = \"{}\"\ncluster = true",
+        nodes.join(",")
+    ));
+    let conn = Connection::connect(config.redis()).await.unwrap();
+    let prefix = config.redis().key_prefix.clone();
+    // 300 rooms spread over the three primaries' slots; room i with count i.
+    let writes = (1..=300u64).map(|i| {
+        let mut conn = conn.clone();
+        let key = format!("{prefix}hot:danmu:r{i}");
+        async move { conn.zadd::<_, _, _, ()>(key, "w", i).await }
+    });
+    for write in futures::future::join_all(writes).await {
+        write.unwrap();
+    }
+    let query = |max_keys| HotQuery {
+        key_prefix: prefix.clone(),
+        groups: 2,
+        terms: 1,
+        max_keys,
+    };
+    let all = hot_stream(&conn, "danmu", &query(10_000)).await.unwrap();
+    assert!(!all.truncated);
+    assert_eq!(all.groups_found, 300);
+    let names: Vec<&str> = all.groups.iter().map(|g| g.group.as_str()).collect();
+    assert_eq!(names, ["r300", "r299"]);
+    // Each primary may examine 20 keys of its ~100.
+    let bounded = hot_stream(&conn, "danmu", &query(60)).await.unwrap();
+    assert!(bounded.truncated);
+    assert!(bounded.groups_found <= 60, "{}", bounded.groups_found);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_api_answers_503_with_the_reason_when_redis_is_down() {
     let port = free_port();
     let url = start_redis(port);

@@ -161,7 +161,8 @@ async fn fetch(url: &str, addr: &str, path: &str) -> Result<Answer, TopError> {
     let text = String::from_utf8_lossy(&response);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head.lines().next().unwrap_or("").trim();
-    if !(status.starts_with("HTTP/1.1 200") || status.starts_with("HTTP/1.1 503")) {
+    let code = status.split(' ').nth(1).unwrap_or("");
+    if !(status.starts_with("HTTP/") && matches!(code, "200" | "503")) {
         return Err(TopError::Status {
             url: url.to_owned(),
             status: status.to_owned(),

@@ -17,8 +17,10 @@
 //!   checkpoints (type, load and save) and their leases.
 //!
 //! Beside the pipeline: [`metrics`] declares every metric once, and the engine's per-batch
-//! counts; [`observe`] serves metrics and readiness,
-//! [`generate`] makes sample traffic and [`watch`] prints leaderboards; [`redact`] hides
+//! counts; [`observe`] serves metrics, readiness and the live [`page`]; [`hot`] reads a
+//! stream's busiest groups from Redis, bounded, for the page and [`watch`], which prints them;
+//! [`top`] shows the page's numbers in a terminal; [`generate`] makes sample traffic;
+//! [`redact`] hides
 //! secrets wherever configuration values are shown; [`retry`] tries a failed write, read or
 //! connect again with jittered back-off.
 //! `decode`, `extract`, `window` and `engine` are pure: values in, values out, no I/O.
@@ -28,12 +30,15 @@ pub mod decode;
 pub mod engine;
 pub mod extract;
 pub mod generate;
+pub mod hot;
 pub mod metrics;
 pub mod observe;
+pub mod page;
 pub mod redact;
 pub mod retry;
 pub mod run;
 pub mod sink;
 pub mod store;
+pub mod top;
 pub mod watch;
 pub mod window;

@@ -1,4 +1,4 @@
-//! The `trendstream` command: `run`, `check-config`, `generate` and `watch`.
+//! The `trendstream` command: `run`, `check-config`, `generate`, `health`, `watch` and `top`.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -11,6 +11,7 @@ use tracing_subscriber::EnvFilter;
 
 use trendstream::config::{Config, LogFormat};
 use trendstream::generate::{generate, Disorder, EventTime, GenerateOptions, MAX_VOCABULARY};
+use trendstream::top::{top, TopOptions};
 use trendstream::watch::{watch, WatchOptions};
 
 /// mimalloc: the window records, Redis arguments and closed windows of a batch are many small
@@ -72,6 +73,26 @@ enum Command {
         #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
         interval: Duration,
         /// Print once and exit.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Show the busiest groups, their words, records/s and lag of running instances, redrawn
+    /// in place (from their HTTP endpoint's /api/hot).
+    Top {
+        /// An instance's HTTP endpoint (http.listen); repeat for more: records/s, lag and
+        /// dead letters are summed over them.
+        #[arg(long = "url", default_value = "http://127.0.0.1:9898")]
+        urls: Vec<String>,
+        /// Groups to show per stream, busiest first.
+        #[arg(long, default_value_t = 8)]
+        groups: usize,
+        /// Words per group.
+        #[arg(long, default_value_t = 8)]
+        terms: usize,
+        /// Time between refreshes.
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        interval: Duration,
+        /// Print one frame and exit.
         #[arg(long)]
         once: bool,
     },
@@ -144,6 +165,27 @@ fn real_main() -> anyhow::Result<()> {
             runtime.block_on(async {
                 tokio::select! {
                     r = watch(&opts) => r,
+                    () = shutdown_signal() => Ok(()),
+                }
+            })?;
+        }
+        Command::Top {
+            urls,
+            groups,
+            terms,
+            interval,
+            once,
+        } => {
+            let opts = TopOptions {
+                urls,
+                groups,
+                terms,
+                interval,
+                once,
+            };
+            runtime.block_on(async {
+                tokio::select! {
+                    r = top(&opts) => r,
                     () = shutdown_signal() => Ok(()),
                 }
             })?;

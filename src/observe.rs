@@ -5,6 +5,9 @@
 //! instance is consuming with every partition it holds caught up (no replay under way, no
 //! rebalance in progress), 503 before that and once shutdown has begun. Counters are atomics
 //! updated once per batch.
+//!
+//! With a [`HotPage`], `GET /` is the live hot-words page and `GET /api/hot` its JSON (see
+//! [`page`](crate::page)); a Redis failure there is a 503 with the reason in the JSON.
 
 use std::sync::Arc;
 
@@ -13,6 +16,7 @@ use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
+use hyper::header::HeaderValue;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -23,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics;
 pub use crate::metrics::Metrics;
+use crate::page::{self, HotPage};
 
 /// Bounds on the HTTP endpoint, which anyone on the network may reach.
 #[derive(Debug, Clone, Copy)]
@@ -45,12 +50,14 @@ impl Default for HttpLimits {
     }
 }
 
-/// Serves `/metrics`, `/ready` and `/healthz` on `listener` until `stop` is cancelled, one
-/// request a connection (HTTP/1.1), within `limits`. A failed accept (out of file descriptors,
-/// say) backs off, 10 ms doubling up to 1 s, instead of spinning.
+/// Serves `/metrics`, `/ready` and `/healthz` (and with `page`, `/` and `/api/hot`) on
+/// `listener` until `stop` is cancelled, one request a connection (HTTP/1.1), within `limits`.
+/// A failed accept (out of file descriptors, say) backs off, 10 ms doubling up to 1 s, instead
+/// of spinning.
 pub async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
+    page: Option<Arc<HotPage>>,
     stop: CancellationToken,
     limits: HttpLimits,
 ) {
@@ -77,11 +84,23 @@ pub async fn serve(
             },
         };
         let metrics = Arc::clone(&metrics);
+        let page = page.clone();
         tokio::spawn(async move {
             let _slot = permit;
             let service = service_fn(move |request: Request<Incoming>| {
-                let response = respond(&metrics, request.method(), request.uri().path());
-                async move { Ok::<_, Infallible>(response) }
+                let (metrics, page) = (Arc::clone(&metrics), page.clone());
+                async move {
+                    let (method, path) = (request.method(), request.uri().path());
+                    let response = match (page, path) {
+                        (Some(page), "/" | "/api/hot")
+                            if method == Method::GET || method == Method::HEAD =>
+                        {
+                            respond_page(&page, &metrics, path).await
+                        }
+                        _ => respond(&metrics, method, path),
+                    };
+                    Ok::<_, Infallible>(response)
+                }
             });
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -131,6 +150,38 @@ fn respond(metrics: &Metrics, method: &Method, path: &str) -> Response<Full<Byte
     response
 }
 
+/// The live page, or its JSON: 200, or 503 when Redis could not be read.
+async fn respond_page(page: &HotPage, metrics: &Metrics, path: &str) -> Response<Full<Bytes>> {
+    let (status, content_type, body) = if path == "/" {
+        (
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            Bytes::from_static(page::HTML.as_bytes()),
+        )
+    } else {
+        let answer = page.answer(metrics.summary()).await;
+        let status = match answer.error {
+            None => StatusCode::OK,
+            Some(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        let json = serde_json::to_vec(&answer).expect("the answer serialises");
+        (status, "application/json", Bytes::from(json))
+    };
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type),
+    );
+    // Live numbers: never from a cache between here and the viewer.
+    headers.insert(
+        hyper::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
 /// Asks the endpoint at `addr` (`host:port`) for `path`: whether it answered 200 within
 /// `timeout`. For a container's health check, which has no HTTP client of its own.
 pub fn probe(addr: &str, path: &str, timeout: std::time::Duration) -> std::io::Result<bool> {
@@ -164,6 +215,7 @@ mod tests {
         tokio::spawn(serve(
             listener,
             Arc::new(Metrics::default()),
+            None,
             stop.clone(),
             HttpLimits::default(),
         ));
@@ -192,6 +244,7 @@ mod tests {
         tokio::spawn(serve(
             listener,
             Arc::new(Metrics::default()),
+            None,
             stop.clone(),
             limits,
         ));

@@ -1,12 +1,11 @@
 //! Watch: print the live leaderboards from Redis, for people (the demo) and quick checks.
+//! The query is [`hot`](crate::hot)'s, bounded like the live page's.
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use redis::AsyncCommands;
-
-use crate::store::from_key_part;
-use crate::store::leaderboard::leaderboard_key;
+use crate::hot::{hot_stream, printable, HotQuery, HotStream, MAX_KEYS};
+use crate::store::Connection;
 
 #[derive(Debug, Clone)]
 pub struct WatchOptions {
@@ -25,9 +24,15 @@ pub struct WatchOptions {
 /// Prints the leaderboards until interrupted (or once).
 pub async fn watch(opts: &WatchOptions) -> redis::RedisResult<()> {
     let client = redis::Client::open(opts.redis_url.as_str())?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
+    let conn = Connection::Single(client.get_connection_manager().await?);
+    let query = HotQuery {
+        key_prefix: opts.key_prefix.clone(),
+        groups: opts.groups,
+        terms: opts.terms,
+        max_keys: MAX_KEYS,
+    };
     loop {
-        let screen = render(&mut conn, opts).await?;
+        let screen = render(&hot_stream(&conn, &opts.stream, &query).await?);
         if opts.once {
             print!("{screen}");
             return Ok(());
@@ -38,41 +43,23 @@ pub async fn watch(opts: &WatchOptions) -> redis::RedisResult<()> {
     }
 }
 
-async fn render(
-    conn: &mut redis::aio::MultiplexedConnection,
-    opts: &WatchOptions,
-) -> redis::RedisResult<String> {
-    let prefix = leaderboard_key(&opts.key_prefix, &opts.stream, "");
-    let pattern = format!("{prefix}*");
-    let mut keys: Vec<String> = Vec::new();
-    {
-        let mut iter: redis::AsyncIter<'_, String> = conn.scan_match(&pattern).await?;
-        while let Some(key) = iter.next_item().await {
-            keys.push(key?);
-        }
-    }
-    let mut boards = Vec::new();
-    for key in keys {
-        let terms: Vec<(String, u64)> = conn
-            .zrevrange_withscores(&key, 0, opts.terms as isize - 1)
-            .await?;
-        let total: u64 = terms.iter().map(|(_, n)| n).sum();
-        boards.push((total, key, terms));
-    }
-    boards.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+fn render(hot: &HotStream) -> String {
     let mut out = String::new();
-    let shown = boards.len().min(opts.groups);
+    let more = if hot.truncated { "+" } else { "" };
     let _ = writeln!(
         out,
-        "hot words: {} of {} groups of stream {}",
-        shown,
-        boards.len(),
-        opts.stream
+        "hot words: {} of {}{more} groups of stream {}",
+        hot.groups.len(),
+        hot.groups_found,
+        hot.stream
     );
-    for (_, key, terms) in boards.iter().take(opts.groups) {
-        let group = from_key_part(key.strip_prefix(&prefix).unwrap_or(key));
-        let words: Vec<String> = terms.iter().map(|(t, n)| format!("{t}({n})")).collect();
-        let _ = writeln!(out, "{group:>10}  {}", words.join(" "));
+    for group in &hot.groups {
+        let words: Vec<String> = group
+            .terms
+            .iter()
+            .map(|(t, n)| format!("{}({n})", printable(t)))
+            .collect();
+        let _ = writeln!(out, "{:>10}  {}", printable(&group.group), words.join(" "));
     }
-    Ok(out)
+    out
 }

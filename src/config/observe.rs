@@ -25,7 +25,7 @@ pub struct LogConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
-    /// Address for `/metrics` and `/ready`; empty for none.
+    /// Address for `/metrics`, `/ready` and the live page; empty for none.
     pub listen: String,
     /// How often the consumer lag is asked of the brokers (one request per partition
     /// assigned, and one for the committed offsets).

@@ -32,6 +32,7 @@ use crate::engine::Engine;
 use crate::extract::{ExtractOptions, Extractor};
 use crate::metrics::TopicPartition;
 use crate::observe::{self, Metrics};
+use crate::page::HotPage;
 use crate::retry::with_retry;
 use crate::sink::kafka::KafkaSink;
 use crate::store::checkpoint::Checkpoints;
@@ -82,7 +83,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 
     let ownership = Ownership::start(
         Arc::clone(&consumer),
-        Leases::new(redis, config.redis()),
+        Leases::new(redis.clone(), config.redis()),
         &config,
         topology.inputs,
         Arc::clone(&metrics),
@@ -101,6 +102,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         tokio::spawn(observe::serve(
             listener,
             Arc::clone(&metrics),
+            Some(Arc::new(HotPage::new(redis, &config))),
             stop_http.clone(),
             observe::HttpLimits::default(),
         ));

@@ -35,7 +35,7 @@ const IN_FLIGHT: usize = 256;
 
 /// Runs `calls` with at most [`IN_FLIGHT`] of them waiting for Redis at any time, the next
 /// sent as soon as one is answered; their results in the order given, or the first error.
-async fn in_flight<T, F>(calls: Vec<F>) -> redis::RedisResult<Vec<T>>
+pub(crate) async fn in_flight<T, F>(calls: Vec<F>) -> redis::RedisResult<Vec<T>>
 where
     F: Future<Output = redis::RedisResult<T>>,
 {

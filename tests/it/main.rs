@@ -12,6 +12,7 @@ mod deploy;
 mod failures;
 mod memory;
 mod metrics;
+mod page;
 mod pipeline;
 mod positions;
 mod process;

@@ -15,8 +15,8 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::config::Config;
-use crate::metrics::Summary;
 use crate::hot::{hot_stream, HotQuery, HotStream, MAX_KEYS};
+use crate::metrics::Summary;
 use crate::store::Connection;
 
 /// The page, with its script and styles.

@@ -63,6 +63,21 @@ pub enum DecodeError {
 }
 
 impl DecodeError {
+    /// Every [`kind`](Self::kind), for metrics that start at zero.
+    pub const KINDS: [&'static str; 11] = [
+        "no_value",
+        "too_large",
+        "invalid_utf8",
+        "not_json",
+        "missing_field",
+        "wrong_type",
+        "bad_group_key",
+        "no_timestamp",
+        "timestamp_out_of_range",
+        "timestamp_ahead",
+        "too_many_groups",
+    ];
+
     /// A short stable code for headers and metric labels.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -296,6 +311,35 @@ impl<'de> de::Deserialize<'de> for Scalar<'de> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_kind_is_listed() {
+        let errors = [
+            DecodeError::NoValue,
+            DecodeError::TooLarge { size: 2, limit: 1 },
+            DecodeError::InvalidUtf8 { valid_up_to: 0 },
+            DecodeError::NotJson(String::new()),
+            DecodeError::MissingField(String::new()),
+            DecodeError::WrongType {
+                field: String::new(),
+                expected: "a string",
+            },
+            DecodeError::BadGroupKey {
+                field: String::new(),
+            },
+            DecodeError::NoTimestamp,
+            DecodeError::TimestampOutOfRange(0),
+            DecodeError::TimestampAhead {
+                event_time: 0,
+                kafka_timestamp: 0,
+                ahead_ms: 0,
+                max_ahead_ms: 0,
+            },
+            DecodeError::TooManyGroups { max_groups: 1 },
+        ];
+        let kinds: Vec<&str> = errors.iter().map(DecodeError::kind).collect();
+        assert_eq!(kinds, DecodeError::KINDS);
+    }
 
     #[test]
     fn an_event_time_far_ahead_of_the_kafka_timestamp_is_refused() {

@@ -51,12 +51,15 @@ pub struct DeadLetterKind {
     pub kind: &'static str,
 }
 
-/// Where a write goes: `kafka` (window records and dead letters), `redis` (leaderboards) or
-/// `checkpoint` (the partitions' checkpoints, in Redis).
+/// Where a write goes: one of [`SINKS`].
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SinkLabel {
     pub sink: &'static str,
 }
+
+/// The sinks: `kafka` (window records and dead letters), `redis` (leaderboards) and
+/// `checkpoint` (the partitions' checkpoints, in Redis).
+pub const SINKS: [&str; 3] = ["kafka", "redis", "checkpoint"];
 
 /// Durations from 1 ms to about 33 s, doubling.
 fn seconds() -> Histogram {
@@ -214,6 +217,21 @@ impl Metrics {
 
     pub fn set_ready(&self, ready: bool) {
         self.ready.set(i64::from(ready));
+    }
+
+    /// Makes the series of every dead-letter kind of `streams`, and of every sink, at zero:
+    /// a rate over a counter that appears only at its first increase misses that increase.
+    pub fn start_at_zero<'a>(&self, streams: impl IntoIterator<Item = &'a str>) {
+        for stream in streams {
+            for kind in crate::decode::DecodeError::KINDS {
+                let stream = stream.to_owned();
+                self.dead_letters
+                    .get_or_create(&DeadLetterKind { stream, kind });
+            }
+        }
+        for sink in SINKS {
+            self.sink_errors.get_or_create(&SinkLabel { sink });
+        }
     }
 
     /// Counts `records` records of `bytes` bytes of a partition.

@@ -62,6 +62,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     }));
     let mut engine = Engine::new(&config, extractor);
     let metrics = Arc::new(Metrics::default());
+    metrics.start_at_zero(config.enabled_streams().map(|(name, _)| name.as_str()));
     let consumer = Arc::new(create_consumer(&config, Arc::clone(&metrics))?);
     let topology = check_topics(&consumer, &config).await?;
     let kafka = KafkaSink::new(config.kafka(), topology.output_partitions)

@@ -119,9 +119,19 @@ async fn lag_rises_while_nothing_commits_and_falls_after_and_every_series_moves(
             "{name}{labels:?} in:\n{text}"
         );
     }
+    // Series that have not moved are there, at zero.
     assert_eq!(
         metric(&text, "trendstream_sink_errors_total", &[]),
-        None,
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "trendstream_dead_letters_total",
+            &[danmu_stream, "kind=\"too_large\""]
+        ),
+        Some(0.0),
         "{text}"
     );
 

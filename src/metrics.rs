@@ -225,12 +225,14 @@ impl Metrics {
         for stream in streams {
             for kind in crate::decode::DecodeError::KINDS {
                 let stream = stream.to_owned();
-                self.dead_letters
-                    .get_or_create(&DeadLetterKind { stream, kind });
+                drop(
+                    self.dead_letters
+                        .get_or_create(&DeadLetterKind { stream, kind }),
+                );
             }
         }
         for sink in SINKS {
-            self.sink_errors.get_or_create(&SinkLabel { sink });
+            drop(self.sink_errors.get_or_create(&SinkLabel { sink }));
         }
     }
 

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use trendstream::config::{Config, LogFormat};
@@ -63,18 +63,8 @@ enum Command {
         key_prefix: String,
         #[arg(long, default_value = "danmu")]
         stream: String,
-        /// Groups to show, busiest first.
-        #[arg(long, default_value_t = 5)]
-        groups: usize,
-        /// Terms per group.
-        #[arg(long, default_value_t = 8)]
-        terms: usize,
-        /// Seconds between refreshes.
-        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
-        interval: Duration,
-        /// Print once and exit.
-        #[arg(long)]
-        once: bool,
+        #[command(flatten)]
+        view: ViewArgs,
     },
     /// Show the busiest groups, their words, records/s and lag of running instances, redrawn
     /// in place (from their HTTP endpoint's /api/hot).
@@ -83,19 +73,26 @@ enum Command {
         /// dead letters are summed over them.
         #[arg(long = "url", default_value = "http://127.0.0.1:9898")]
         urls: Vec<String>,
-        /// Groups to show per stream, busiest first.
-        #[arg(long, default_value_t = 8)]
-        groups: usize,
-        /// Words per group.
-        #[arg(long, default_value_t = 8)]
-        terms: usize,
-        /// Time between refreshes.
-        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
-        interval: Duration,
-        /// Print one frame and exit.
-        #[arg(long)]
-        once: bool,
+        #[command(flatten)]
+        view: ViewArgs,
     },
+}
+
+/// What `watch` and `top` show, and how often.
+#[derive(Args)]
+struct ViewArgs {
+    /// Groups to show (per stream), busiest first.
+    #[arg(long, default_value_t = 8)]
+    groups: usize,
+    /// Words per group.
+    #[arg(long, default_value_t = 8)]
+    terms: usize,
+    /// Time between refreshes.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    interval: Duration,
+    /// Print one frame and exit.
+    #[arg(long)]
+    once: bool,
 }
 
 fn main() -> ExitCode {
@@ -148,19 +145,16 @@ fn real_main() -> anyhow::Result<()> {
             redis,
             key_prefix,
             stream,
-            groups,
-            terms,
-            interval,
-            once,
+            view,
         } => {
             let opts = WatchOptions {
                 redis_url: redis,
                 key_prefix,
                 stream,
-                groups,
-                terms,
-                once,
-                interval,
+                groups: view.groups,
+                terms: view.terms,
+                once: view.once,
+                interval: view.interval,
             };
             runtime.block_on(async {
                 tokio::select! {
@@ -169,19 +163,13 @@ fn real_main() -> anyhow::Result<()> {
                 }
             })?;
         }
-        Command::Top {
-            urls,
-            groups,
-            terms,
-            interval,
-            once,
-        } => {
+        Command::Top { urls, view } => {
             let opts = TopOptions {
                 urls,
-                groups,
-                terms,
-                interval,
-                once,
+                groups: view.groups,
+                terms: view.terms,
+                interval: view.interval,
+                once: view.once,
             };
             runtime.block_on(async {
                 tokio::select! {

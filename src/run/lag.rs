@@ -6,7 +6,7 @@
 //! counts from its log start: the whole log is behind. The loop is not involved, so the lag
 //! keeps rising while the loop waits (on Redis, say) and nothing is committed.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use rdkafka::consumer::Consumer;
@@ -20,18 +20,19 @@ use crate::metrics::{Metrics, TopicPartition};
 /// How long one broker request of a lag check may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Checks the lag every `every` until `stop` is cancelled.
+/// Checks the lag every `every` until `stop` is cancelled or the consumer is gone. Holds the
+/// consumer only while checking: a consumer must drop for its instance to leave the group.
 pub(super) async fn watch_lag(
-    consumer: Arc<Kafka>,
+    consumer: Weak<Kafka>,
     metrics: Arc<Metrics>,
     every: Duration,
     stop: CancellationToken,
 ) {
     loop {
-        let check = {
-            let consumer = Arc::clone(&consumer);
-            tokio::task::spawn_blocking(move || lags(&consumer))
+        let Some(consumer) = consumer.upgrade() else {
+            return;
         };
+        let check = tokio::task::spawn_blocking(move || lags(&consumer));
         match check.await.expect("the lag check does not panic") {
             Ok(lags) => metrics.set_consumer_lag(&lags),
             Err(err) => debug!(error = %err, "Cannot check the consumer lag."),

@@ -90,8 +90,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         Arc::clone(&metrics),
     );
     let stop_http = CancellationToken::new();
-    // However `run` ends (an error, or its task dropped), the tasks beside it end too: the lag
-    // task holds the consumer, which must drop for the instance to leave the group.
+    // However `run` ends (an error, or its task dropped), the tasks beside it end too.
     let _stop_tasks = stop_http.clone().drop_guard();
     if !config.http().listen.is_empty() {
         let listener = TcpListener::bind(&config.http().listen)
@@ -110,7 +109,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     }
 
     tokio::spawn(lag::watch_lag(
-        Arc::clone(&consumer),
+        Arc::downgrade(&consumer),
         Arc::clone(&metrics),
         config.http().lag_every,
         stop_http.clone(),

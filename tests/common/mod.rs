@@ -734,6 +734,20 @@ pub async fn scrape(http: &str, name: &str, labels: &[&str]) -> Option<f64> {
     metric(&http_get(http, "/metrics").await.1, name, labels)
 }
 
+/// The process id of the redis-server on `port`.
+pub async fn redis_pid(port: u16) -> u32 {
+    let mut r = redis(&format!("redis://127.0.0.1:{port}")).await;
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query_async(&mut r)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("process_id:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("process_id in INFO")
+}
+
 pub async fn redis(url: &str) -> redis::aio::MultiplexedConnection {
     redis::Client::open(url)
         .expect("redis url")

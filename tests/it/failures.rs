@@ -148,20 +148,6 @@ async fn offsets_wait_for_redis_to_acknowledge() {
     running.stop().await.expect("clean stop");
 }
 
-/// The process id of the redis-server on `port`.
-async fn redis_pid(port: u16) -> u32 {
-    let mut r = redis(&format!("redis://127.0.0.1:{port}")).await;
-    let info: String = redis::cmd("INFO")
-        .arg("server")
-        .query_async(&mut r)
-        .await
-        .unwrap();
-    info.lines()
-        .find_map(|l| l.strip_prefix("process_id:"))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("process_id in INFO")
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_far_future_record_is_dead_lettered_and_changes_nothing_after_it() {
     let config = config(

@@ -15,20 +15,6 @@ fn danmu(room: &str, ts: i64, text: &str) -> Vec<u8> {
         .into_bytes()
 }
 
-/// The process id of the redis-server on `port`.
-async fn redis_pid(port: u16) -> u32 {
-    let mut r = redis(&format!("redis://127.0.0.1:{port}")).await;
-    let info: String = redis::cmd("INFO")
-        .arg("server")
-        .query_async(&mut r)
-        .await
-        .unwrap();
-    info.lines()
-        .find_map(|l| l.strip_prefix("process_id:"))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("process_id in INFO")
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn lag_rises_while_nothing_commits_and_falls_after_and_every_series_moves() {
     let port = free_port();

@@ -34,7 +34,7 @@ use crate::metrics::TopicPartition;
 use crate::observe::{self, Metrics};
 use crate::page::HotPage;
 use crate::retry::with_retry;
-use crate::sink::kafka::KafkaSink;
+use crate::sink::kafka::{redact_client_error, KafkaSink};
 use crate::store::checkpoint::Checkpoints;
 use crate::store::leaderboard::Leaderboards;
 use crate::store::lease::Leases;
@@ -108,8 +108,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         ));
     }
 
+    let lag_client = lag::lag_client(&config).map_err(|err| {
+        let properties = config.kafka().consumer_properties();
+        RunError::CreateConsumer(redact_client_error(err, &properties))
+    })?;
     tokio::spawn(lag::watch_lag(
         Arc::downgrade(&consumer),
+        lag_client,
         Arc::clone(&metrics),
         config.http().lag_every,
         stop_http.clone(),

@@ -9,9 +9,10 @@ use serde_json::{json, Value};
 
 use crate::common::*;
 
-const T: i64 = 1_763_780_000_000;
+/// An event time on a window boundary of every width used here.
+pub(crate) const T: i64 = 1_763_780_000_000;
 
-fn danmu(room: &str, ts: i64, text: &str) -> Vec<u8> {
+pub(crate) fn danmu(room: &str, ts: i64, text: &str) -> Vec<u8> {
     json!({"room_id": room, "ts": ts, "text": text})
         .to_string()
         .into_bytes()

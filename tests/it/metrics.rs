@@ -3,17 +3,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use serde_json::json;
-
 use crate::common::*;
-
-const T: i64 = 1_763_780_000_000;
-
-fn danmu(room: &str, ts: i64, text: &str) -> Vec<u8> {
-    json!({"room_id": room, "ts": ts, "text": text})
-        .to_string()
-        .into_bytes()
-}
+use crate::failures::{danmu, T};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn lag_rises_while_nothing_commits_and_falls_after_and_every_series_moves() {

@@ -1,14 +1,16 @@
 //! Consumer lag: how far behind the group's committed offsets are, per partition assigned.
 //!
 //! Every `http.lag_every` a task asks the brokers for each assigned partition's end offset
-//! (its high watermark) and the group's committed offset, as Kafka lag exporters do, and sets
+//! and the group's committed offset, as Kafka lag exporters do, and sets
 //! `trendstream_consumer_lag` to their difference. A partition with no offset committed yet
 //! counts from its log start. The loop is not involved, so the lag keeps rising while the loop
 //! waits (on Redis, say) and nothing is committed.
 //!
-//! The requests go through a client of their own, which never joins the group: on the
-//! consumer's connection a slow answer (tansu takes seconds to list offsets from its SQLite
-//! storage) would hold up the heartbeats queued behind it, and the group would rebalance.
+//! A check is two requests whatever the number of partitions (the committed offsets, the end
+//! offsets) and a third only while some partition has nothing committed (the log starts). They
+//! go through a client of its own that never joins the group: on the consumer's connection a
+//! slow answer (tansu can take seconds under load) would hold up the heartbeats queued behind
+//! it.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -26,9 +28,10 @@ use crate::metrics::{Metrics, TopicPartition};
 /// How long one broker request of a lag check may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Checks the lag of the partitions `consumer` is assigned every `every`, through `client`,
-/// until `stop` is cancelled or the consumer is gone. Holds the consumer only to read its
-/// assignment: a consumer must drop for its instance to leave the group.
+/// Checks the lag of the partitions `consumer` is assigned every `every`, asking `client` for
+/// the committed offsets, until `stop` is cancelled or the consumer is gone. Holds the consumer
+/// only to read its assignment and end offsets: a consumer must drop for its instance to leave
+/// the group.
 pub(super) async fn watch_lag(
     consumer: Weak<Kafka>,
     client: BaseConsumer,
@@ -67,22 +70,58 @@ fn lags(
     client: &BaseConsumer,
     assigned: &TopicPartitionList,
 ) -> KafkaResult<Vec<(TopicPartition, i64)>> {
+    if assigned.count() == 0 {
+        return Ok(Vec::new());
+    }
     let committed = client.committed_offsets(assigned.clone(), REQUEST_TIMEOUT)?;
-    let mut lags = Vec::with_capacity(committed.count());
-    for elem in committed.elements() {
-        let (topic, partition) = (elem.topic(), elem.partition());
-        let (low, high) = client.fetch_watermarks(topic, partition, REQUEST_TIMEOUT)?;
-        let from = match elem.offset() {
-            Offset::Offset(committed) => committed,
-            _ => low,
-        };
-        lags.push((
-            TopicPartition {
+    // `Offset::End` and `Offset::Beginning` as timestamps ask for the end offsets and the log
+    // starts, every partition's in one request.
+    let ends = client.offsets_for_times(with_offsets(assigned, Offset::End)?, REQUEST_TIMEOUT)?;
+    let mut uncommitted = TopicPartitionList::new();
+    for e in committed.elements() {
+        if offset(&committed, e.topic(), e.partition()).is_none() {
+            uncommitted.add_partition(e.topic(), e.partition());
+        }
+    }
+    let starts = if uncommitted.count() == 0 {
+        uncommitted
+    } else {
+        client.offsets_for_times(
+            with_offsets(&uncommitted, Offset::Beginning)?,
+            REQUEST_TIMEOUT,
+        )?
+    };
+    Ok(assigned
+        .elements()
+        .iter()
+        .filter_map(|e| {
+            let (topic, partition) = (e.topic(), e.partition());
+            let end = offset(&ends, topic, partition)?;
+            let from = offset(&committed, topic, partition)
+                .or_else(|| offset(&starts, topic, partition))?;
+            let partition = TopicPartition {
                 topic: topic.to_owned(),
                 partition,
-            },
-            (high - from).max(0),
-        ));
+            };
+            Some((partition, (end - from).max(0)))
+        })
+        .collect())
+}
+
+/// `partitions` with every offset set to `offset`.
+fn with_offsets(
+    partitions: &TopicPartitionList,
+    offset: Offset,
+) -> KafkaResult<TopicPartitionList> {
+    let mut list = partitions.clone();
+    list.set_all_offsets(offset)?;
+    Ok(list)
+}
+
+/// The offset `list` holds for a partition, if it holds one.
+fn offset(list: &TopicPartitionList, topic: &str, partition: i32) -> Option<i64> {
+    match list.find_partition(topic, partition)?.offset() {
+        Offset::Offset(o) => Some(o),
+        _ => None,
     }
-    Ok(lags)
 }

@@ -22,6 +22,12 @@ fn bin() -> String {
     std::env::var("CHAOS_BIN").unwrap_or_else(|_| BIN.to_owned())
 }
 const PARTITIONS: i32 = 6;
+/// How long tansu may hold a fetch that finds nothing: librdkafka's default, not the 10 ms of
+/// `config/default.toml`. tansu answers every fetch from SQLite, and idle consumers that ask
+/// every 10 ms keep it on a whole core (three idle instances: 1.04 cores; 0.08 at 500 ms); with
+/// four instances and the test beside it on two cores, heartbeats were answered after the
+/// 6 s session timeout and the group rebalanced over and over, for minutes.
+const FETCH_WAIT_MS: u32 = 500;
 const RECORDS: u64 = 200_000;
 const T: i64 = 1_763_780_000_000;
 
@@ -298,7 +304,7 @@ dead_letter_topic = "{dead_letters}"
 [kafka.consumer]
 "session.timeout.ms" = "6000"
 "heartbeat.interval.ms" = "500"
-"fetch.wait.max.ms" = "10"
+"fetch.wait.max.ms" = "{fetch_wait_ms}"
 [streams.danmu]
 topic = "{danmu}"
 [streams.text]
@@ -324,6 +330,7 @@ renew_every = "500ms"
 lease = "5s"
 "#,
             group = self.group,
+            fetch_wait_ms = FETCH_WAIT_MS,
             output = self.output,
             dead_letters = self.dead_letters,
             url = redis.url,

@@ -1,8 +1,8 @@
 //! Consumer lag: how far behind the group's committed offsets are, per partition assigned.
 //!
-//! Every `http.lag_every` a task asks the brokers for each assigned partition's end offset
-//! and the group's committed offset, as Kafka lag exporters do, and sets
-//! `trendstream_consumer_lag` to their difference. A partition with no offset committed yet
+//! Every `http.lag_every` a task asks the brokers for each assigned partition's end offset and
+//! the group's committed offset, as Kafka lag exporters do, and sets `trendstream_consumer_lag`
+//! to their difference. A partition with no offset committed yet
 //! counts from its log start. The loop is not involved, so the lag keeps rising while the loop
 //! waits (on Redis, say) and nothing is committed.
 //!
@@ -28,10 +28,9 @@ use crate::metrics::{Metrics, TopicPartition};
 /// How long one broker request of a lag check may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Checks the lag of the partitions `consumer` is assigned every `every`, asking `client` for
-/// the committed offsets, until `stop` is cancelled or the consumer is gone. Holds the consumer
-/// only to read its assignment and end offsets: a consumer must drop for its instance to leave
-/// the group.
+/// Checks the lag of the partitions `consumer` is assigned every `every`, through `client`,
+/// until `stop` is cancelled or the consumer is gone. Holds the consumer only to read its
+/// assignment: a consumer must drop for its instance to leave the group.
 pub(super) async fn watch_lag(
     consumer: Weak<Kafka>,
     client: BaseConsumer,
@@ -79,7 +78,7 @@ fn lags(
     let ends = client.offsets_for_times(with_offsets(assigned, Offset::End)?, REQUEST_TIMEOUT)?;
     let mut uncommitted = TopicPartitionList::new();
     for e in committed.elements() {
-        if offset(&committed, e.topic(), e.partition()).is_none() {
+        if !matches!(e.offset(), Offset::Offset(_)) {
             uncommitted.add_partition(e.topic(), e.partition());
         }
     }

@@ -26,6 +26,23 @@ use crate::store::checkpoint::Checkpoints;
 /// The consumer, with its rebalance callbacks.
 pub(super) type Kafka = StreamConsumer<RebalanceContext>;
 
+/// A client of the consumer's group that never joins it, for offset look-ups: the group's
+/// committed offsets, end offsets and log starts. Asked on the consumer's own connections, a
+/// committed-offset look-up waits in line with the heartbeats to the group coordinator, and an
+/// offset listing behind the fetches: when the broker is slow to answer (tansu under load:
+/// seconds), the heartbeats time out, the session ends and the group rebalances, and the next
+/// take-up asks again.
+pub(super) type OffsetsClient = Arc<BaseConsumer>;
+
+/// Creates the [`OffsetsClient`]: the consumer's settings, never subscribed.
+pub(super) fn offsets_client(config: &Config) -> Result<OffsetsClient, RunError> {
+    let k = config.kafka();
+    k.consumer_client()
+        .create()
+        .map(Arc::new)
+        .map_err(|err| RunError::CreateConsumer(redact_client_error(err, &k.consumer_properties())))
+}
+
 /// How long start-up waits for broker metadata.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -318,7 +335,7 @@ pub(super) fn drop_revoked<'c>(
 /// of the log when nothing is committed. (Records the consumer delivered before a rebalance
 /// in the same poll were left out of the batch, so the first record in hand may be later.)
 async fn fresh_start(
-    consumer: &Arc<Kafka>,
+    offsets: &OffsetsClient,
     config: &Config,
     topic: &str,
     partition: i32,
@@ -330,7 +347,7 @@ async fn fresh_start(
         .consumer
         .get("auto.offset.reset")
         .is_none_or(|v| matches!(v.as_str(), "earliest" | "smallest" | "beginning"));
-    let c = Arc::clone(consumer);
+    let c = Arc::clone(offsets);
     let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || {
         let mut tpl = TopicPartitionList::new();
@@ -382,6 +399,7 @@ pub(super) fn new_partitions(
 /// the consumer is sent there (see [`Positions`]).
 pub(super) async fn take_up_partitions(
     consumer: &Arc<Kafka>,
+    offsets: &OffsetsClient,
     engine: &mut Engine,
     checkpoints: &Checkpoints,
     config: &Config,
@@ -402,7 +420,7 @@ pub(super) async fn take_up_partitions(
                 // Continued from the checkpoint: `restore` does not use the fresh start.
                 (Some(c), _) if held.resumes_from(&c) => c.resume,
                 (Some(_), Some(first)) => first,
-                _ => fresh_start(consumer, config, topic, *partition, *first_offset).await,
+                _ => fresh_start(offsets, config, topic, *partition, *first_offset).await,
             };
             Ok::<_, RunError>((checkpoint, fresh_start))
         },

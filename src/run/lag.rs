@@ -2,15 +2,13 @@
 //!
 //! Every `http.lag_every` a task asks the brokers for each assigned partition's end offset and
 //! the group's committed offset, as Kafka lag exporters do, and sets `trendstream_consumer_lag`
-//! to their difference. A partition with no offset committed yet
-//! counts from its log start. The loop is not involved, so the lag keeps rising while the loop
-//! waits (on Redis, say) and nothing is committed.
+//! to their difference. A partition with no offset committed yet counts from its log start.
+//! The loop is not involved, so the lag keeps rising while the loop waits (on Redis, say) and
+//! nothing is committed.
 //!
 //! A check is two requests whatever the number of partitions (the committed offsets, the end
 //! offsets) and a third only while some partition has nothing committed (the log starts). They
-//! go through a client of its own that never joins the group: on the consumer's connection a
-//! slow answer (tansu can take seconds under load) would hold up the heartbeats queued behind
-//! it.
+//! go through the [`OffsetsClient`], which never joins the group.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -21,8 +19,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use super::consumer::Kafka;
-use crate::config::Config;
+use super::consumer::{Kafka, OffsetsClient};
 use crate::metrics::{Metrics, TopicPartition};
 
 /// How long one broker request of a lag check may take.
@@ -33,12 +30,11 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// assignment: a consumer must drop for its instance to leave the group.
 pub(super) async fn watch_lag(
     consumer: Weak<Kafka>,
-    client: BaseConsumer,
+    client: OffsetsClient,
     metrics: Arc<Metrics>,
     every: Duration,
     stop: CancellationToken,
 ) {
-    let client = Arc::new(client);
     loop {
         let Some(assigned) = consumer.upgrade().map(|c| c.assignment()) else {
             return;
@@ -56,12 +52,6 @@ pub(super) async fn watch_lag(
             () = tokio::time::sleep(every) => {}
         }
     }
-}
-
-/// A client for the lag checks: the consumer's settings (its group, to read the group's
-/// committed offsets), never subscribed.
-pub(super) fn lag_client(config: &Config) -> KafkaResult<BaseConsumer> {
-    config.kafka().consumer_client().create()
 }
 
 /// End offset minus committed offset of each of `assigned` (blocking broker requests).

@@ -34,7 +34,7 @@ use crate::metrics::TopicPartition;
 use crate::observe::{self, Metrics};
 use crate::page::HotPage;
 use crate::retry::with_retry;
-use crate::sink::kafka::{redact_client_error, KafkaSink};
+use crate::sink::kafka::KafkaSink;
 use crate::store::checkpoint::Checkpoints;
 use crate::store::leaderboard::Leaderboards;
 use crate::store::lease::Leases;
@@ -42,7 +42,8 @@ use crate::store::Connection;
 
 use batch::{prepare, Writer, Written};
 use consumer::{
-    check_topics, create_consumer, drop_revoked, new_partitions, poll_batch, take_up_partitions,
+    check_topics, create_consumer, drop_revoked, new_partitions, offsets_client, poll_batch,
+    take_up_partitions,
 };
 use ownership::Ownership;
 use positions::Positions;
@@ -108,13 +109,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         ));
     }
 
-    let lag_client = lag::lag_client(&config).map_err(|err| {
-        let properties = config.kafka().consumer_properties();
-        RunError::CreateConsumer(redact_client_error(err, &properties))
-    })?;
+    let offsets = offsets_client(&config)?;
     tokio::spawn(lag::watch_lag(
         Arc::downgrade(&consumer),
-        lag_client,
+        Arc::clone(&offsets),
         Arc::clone(&metrics),
         config.http().lag_every,
         stop_http.clone(),
@@ -159,6 +157,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             settle(writer.finish().await?, &mut engine, &mut totals);
             take_up_partitions(
                 &consumer,
+                &offsets,
                 &mut engine,
                 &checkpoints,
                 &config,
@@ -175,7 +174,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             writer.start(job).await?;
         }
         settle(writer.written().await?, &mut engine, &mut totals);
-        positions.rewind(&consumer, &mut engine, &gaps).await;
+        positions
+            .rewind(&consumer, &offsets, &mut engine, &gaps)
+            .await;
         gauges.maybe_set(&engine);
         // Ready: a member of the group (assigned once, not in a rebalance), nothing replaying.
         let context = consumer.context();

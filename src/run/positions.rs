@@ -24,7 +24,7 @@ use rdkafka::Offset;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::consumer::Kafka;
+use super::consumer::{Kafka, OffsetsClient};
 use crate::engine::{Engine, Gap};
 use crate::observe::Metrics;
 
@@ -96,6 +96,7 @@ impl Positions {
     pub(super) async fn rewind(
         &mut self,
         consumer: &Arc<Kafka>,
+        offsets: &OffsetsClient,
         engine: &mut Engine,
         gaps: &[Gap],
     ) {
@@ -122,7 +123,7 @@ impl Positions {
             }
         }
         for ((topic, partition), silent) in due {
-            let log_start = log_start(consumer, &topic, partition).await;
+            let log_start = log_start(offsets, &topic, partition).await;
             // `None` also for a partition at the start of its log: nothing is there yet.
             let Some(offset) = engine.rewind(&topic, partition, log_start) else {
                 continue;
@@ -171,8 +172,8 @@ pub(super) async fn seek(
 }
 
 /// The partition's first offset in the log (0 when the broker cannot tell).
-async fn log_start(consumer: &Arc<Kafka>, topic: &str, partition: i32) -> i64 {
-    let c = Arc::clone(consumer);
+async fn log_start(offsets: &OffsetsClient, topic: &str, partition: i32) -> i64 {
+    let c = Arc::clone(offsets);
     let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || {
         c.fetch_watermarks(&topic, partition, Duration::from_secs(10))

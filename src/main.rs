@@ -156,12 +156,7 @@ fn real_main() -> anyhow::Result<()> {
                 once: view.once,
                 interval: view.interval,
             };
-            runtime.block_on(async {
-                tokio::select! {
-                    r = watch(&opts) => r,
-                    () = shutdown_signal() => Ok(()),
-                }
-            })?;
+            until_stopped(&runtime, watch(&opts))?;
         }
         Command::Top { urls, view } => {
             let opts = TopOptions {
@@ -171,12 +166,7 @@ fn real_main() -> anyhow::Result<()> {
                 interval: view.interval,
                 once: view.once,
             };
-            runtime.block_on(async {
-                tokio::select! {
-                    r = top(&opts) => r,
-                    () = shutdown_signal() => Ok(()),
-                }
-            })?;
+            until_stopped(&runtime, top(&opts))?;
         }
     }
     Ok(())
@@ -198,6 +188,19 @@ fn init_logs(level: &str, format: LogFormat) {
 /// Completes on SIGINT or SIGTERM. The handlers are installed when this is called, not when
 /// the future is first polled, so a signal during start-up asks for a clean stop too instead
 /// of killing the process.
+/// Runs `work` until it ends, or until a stop signal, which ends it cleanly.
+fn until_stopped<E>(
+    runtime: &tokio::runtime::Runtime,
+    work: impl std::future::Future<Output = Result<(), E>>,
+) -> Result<(), E> {
+    runtime.block_on(async {
+        tokio::select! {
+            r = work => r,
+            () = shutdown_signal() => Ok(()),
+        }
+    })
+}
+
 fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");

@@ -184,10 +184,6 @@ fn init_logs(level: &str, format: LogFormat) {
     }
 }
 
-/// Completes on SIGINT or SIGTERM.
-/// Completes on SIGINT or SIGTERM. The handlers are installed when this is called, not when
-/// the future is first polled, so a signal during start-up asks for a clean stop too instead
-/// of killing the process.
 /// Runs `work` until it ends, or until a stop signal, which ends it cleanly.
 fn until_stopped<E>(
     runtime: &tokio::runtime::Runtime,
@@ -201,6 +197,9 @@ fn until_stopped<E>(
     })
 }
 
+/// Completes on SIGINT or SIGTERM. The handlers are installed when this is called, not when
+/// the future is first polled, so a signal during start-up asks for a clean stop too instead
+/// of killing the process.
 fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");

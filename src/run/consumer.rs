@@ -28,10 +28,9 @@ pub(super) type Kafka = StreamConsumer<RebalanceContext>;
 
 /// A client of the consumer's group that never joins it, for offset look-ups: the group's
 /// committed offsets, end offsets and log starts. Asked on the consumer's own connections, a
-/// committed-offset look-up waits in line with the heartbeats to the group coordinator, and an
-/// offset listing behind the fetches: when the broker is slow to answer (tansu under load:
-/// seconds), the heartbeats time out, the session ends and the group rebalances, and the next
-/// take-up asks again.
+/// committed-offset look-up waits in line with its heartbeats to the group coordinator, and an
+/// offset listing behind its fetches (on tansu under load librdkafka timed such listings out
+/// after 10 s, "possibly held back by preceding Fetch"), and the loop waits with them.
 pub(super) type OffsetsClient = Arc<BaseConsumer>;
 
 /// Creates the [`OffsetsClient`]: the consumer's settings, never subscribed.

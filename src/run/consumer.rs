@@ -35,11 +35,26 @@ pub(super) type OffsetsClient = Arc<BaseConsumer>;
 
 /// Creates the [`OffsetsClient`]: the consumer's settings, never subscribed.
 pub(super) fn offsets_client(config: &Config) -> Result<OffsetsClient, RunError> {
-    let k = config.kafka();
-    k.consumer_client()
+    config
+        .kafka()
+        .consumer_client()
         .create()
         .map(Arc::new)
-        .map_err(|err| RunError::CreateConsumer(redact_client_error(err, &k.consumer_properties())))
+        .map_err(|err| cannot_create(config, err))
+}
+
+/// A consumer-side client that could not be created, its error shown without the secrets.
+fn cannot_create(config: &Config, err: KafkaError) -> RunError {
+    let properties = config.kafka().consumer_properties();
+    RunError::CreateConsumer(redact_client_error(err, &properties))
+}
+
+/// The offset `list` holds for a partition, if it holds one (not a logical offset).
+pub(super) fn offset_in(list: &TopicPartitionList, topic: &str, partition: i32) -> Option<i64> {
+    match list.find_partition(topic, partition)?.offset() {
+        Offset::Offset(o) => Some(o),
+        _ => None,
+    }
 }
 
 /// How long start-up waits for broker metadata.
@@ -156,7 +171,6 @@ impl ConsumerContext for RebalanceContext {
 }
 
 pub(super) fn create_consumer(config: &Config, metrics: Arc<Metrics>) -> Result<Kafka, RunError> {
-    let k = config.kafka();
     let context = RebalanceContext {
         revoked: Mutex::default(),
         assignments: AtomicU64::default(),
@@ -164,9 +178,11 @@ pub(super) fn create_consumer(config: &Config, metrics: Arc<Metrics>) -> Result<
         refused: Mutex::default(),
         metrics,
     };
-    k.consumer_client()
+    config
+        .kafka()
+        .consumer_client()
         .create_with_context(context)
-        .map_err(|err| RunError::CreateConsumer(redact_client_error(err, &k.consumer_properties())))
+        .map_err(|err| cannot_create(config, err))
 }
 
 /// The cluster's metadata, asked for every second until it comes, the brokers refuse this
@@ -354,10 +370,7 @@ async fn fresh_start(
         let committed = c
             .committed_offsets(tpl, Duration::from_secs(10))
             .ok()
-            .and_then(|t| match t.elements().first().map(|e| e.offset()) {
-                Some(Offset::Offset(o)) => Some(o),
-                _ => None,
-            });
+            .and_then(|t| offset_in(&t, &topic, partition));
         let watermarks = || c.fetch_watermarks(&topic, partition, Duration::from_secs(10));
         match (committed, first_offset) {
             (Some(o), _) => o,

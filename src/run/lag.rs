@@ -19,7 +19,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use super::consumer::{Kafka, OffsetsClient};
+use super::consumer::{offset_in, Kafka, OffsetsClient};
 use crate::metrics::{Metrics, TopicPartition};
 
 /// How long one broker request of a lag check may take.
@@ -85,9 +85,9 @@ fn lags(
         .iter()
         .filter_map(|e| {
             let (topic, partition) = (e.topic(), e.partition());
-            let end = offset(&ends, topic, partition)?;
-            let from = offset(&committed, topic, partition)
-                .or_else(|| offset(&starts, topic, partition))?;
+            let end = offset_in(&ends, topic, partition)?;
+            let from = offset_in(&committed, topic, partition)
+                .or_else(|| offset_in(&starts, topic, partition))?;
             let partition = TopicPartition {
                 topic: topic.to_owned(),
                 partition,
@@ -105,12 +105,4 @@ fn with_offsets(
     let mut list = partitions.clone();
     list.set_all_offsets(offset)?;
     Ok(list)
-}
-
-/// The offset `list` holds for a partition, if it holds one.
-fn offset(list: &TopicPartitionList, topic: &str, partition: i32) -> Option<i64> {
-    match list.find_partition(topic, partition)?.offset() {
-        Offset::Offset(o) => Some(o),
-        _ => None,
-    }
 }

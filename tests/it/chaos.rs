@@ -22,15 +22,6 @@ fn bin() -> String {
     std::env::var("CHAOS_BIN").unwrap_or_else(|_| BIN.to_owned())
 }
 const PARTITIONS: i32 = 6;
-/// How long tansu may hold a fetch that finds nothing: librdkafka's default, not the 10 ms of
-/// `config/default.toml`; and fetches of at most 1 MiB (256 KiB a partition), 4 MiB fetched
-/// ahead. tansu's storage answers one request at a time, fetches and the group's heartbeats
-/// alike, and reads every fetch from SQLite: idle consumers asking every 10 ms kept it on a
-/// whole core (three idle instances: 1.04 cores; 0.08 at 500 ms), and after each rebalance
-/// three or four instances fetching their 16 MiB ahead kept it busy (97 % of its time in
-/// fetches), so heartbeats were answered after the 6 s session timeout, sessions ended and the
-/// group rebalanced again, for minutes.
-const FETCH_WAIT_MS: u32 = 500;
 const RECORDS: u64 = 200_000;
 const T: i64 = 1_763_780_000_000;
 
@@ -296,6 +287,14 @@ impl Run {
         }
     }
 
+    /// The consumers wait up to 500 ms for a fetch that finds nothing (librdkafka's default,
+    /// not the 10 ms of `config/default.toml`), and fetch at most 1 MiB (256 KiB a partition)
+    /// and 4 MiB ahead. tansu's storage answers one request at a time, fetches and the group's
+    /// heartbeats alike, and reads every fetch from SQLite: idle consumers asking every 10 ms
+    /// kept it on a whole core (three idle instances: 1.04 cores; 0.08 at 500 ms), and after
+    /// each rebalance three or four instances fetching their 16 MiB ahead kept it busy (97 % of
+    /// its time in fetches), so heartbeats were answered after the 6 s session timeout,
+    /// sessions ended and the group rebalanced again, for minutes.
     fn toml(&self, brokers: &str, redis: &Redis, danmu: &str, text: &str) -> String {
         format!(
             r#"
@@ -307,7 +306,7 @@ dead_letter_topic = "{dead_letters}"
 [kafka.consumer]
 "session.timeout.ms" = "6000"
 "heartbeat.interval.ms" = "500"
-"fetch.wait.max.ms" = "{fetch_wait_ms}"
+"fetch.wait.max.ms" = "500"
 "fetch.max.bytes" = "1048576"
 "max.partition.fetch.bytes" = "262144"
 "queued.max.messages.kbytes" = "4096"
@@ -336,7 +335,6 @@ renew_every = "500ms"
 lease = "5s"
 "#,
             group = self.group,
-            fetch_wait_ms = FETCH_WAIT_MS,
             output = self.output,
             dead_letters = self.dead_letters,
             url = redis.url,

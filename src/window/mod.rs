@@ -75,6 +75,9 @@ impl WindowSpec {
 pub struct Counts {
     /// Messages in the pane.
     pub messages: u64,
+    /// Bit `i` set once an item of the [`Category`] of index `i` was counted: a window's merge
+    /// looks only at the categories that hold something.
+    present: u8,
     /// Per [`Category`].
     items: [Summary; Category::COUNT],
 }
@@ -84,12 +87,14 @@ impl Counts {
     pub fn new(max_items: usize) -> Self {
         Counts {
             messages: 0,
+            present: 0,
             items: std::array::from_fn(|_| Summary::new(max_items)),
         }
     }
 
     /// Counts `item` once more under `category`.
     pub fn add(&mut self, category: Category, item: &str) {
+        self.present |= 1 << category.index();
         self.items[category.index()].add(item);
     }
 
@@ -339,13 +344,17 @@ impl PartitionWindows {
                 break;
             }
             let start = end - width;
-            let groups: BTreeSet<Arc<str>> = self
+            // The groups holding data in the window, each once, in key order.
+            let mut groups: Vec<&Arc<str>> = self
                 .panes
                 .range(start..end)
-                .flat_map(|(_, pane)| pane.groups.iter().cloned())
+                .flat_map(|(_, pane)| &pane.groups)
                 .collect();
+            groups.sort_unstable();
+            groups.dedup();
+            let mut scratch = Merge::default();
             for key in groups {
-                closed.push(self.merge(&key, start, end));
+                closed.push(self.merge(key, start, end, &mut scratch));
             }
             self.closed_end = Some(end);
             self.free_panes_before(end - width + slide);
@@ -376,35 +385,59 @@ impl PartitionWindows {
         }
     }
 
-    fn merge(&self, key: &Arc<str>, start: i64, end: i64) -> ClosedWindow {
-        let panes = &self.groups[key];
-        let panes = || panes.range(start..end).map(|(_, counts)| counts);
+    fn merge<'s>(
+        &'s self,
+        key: &Arc<str>,
+        start: i64,
+        end: i64,
+        scratch: &mut Merge<'s>,
+    ) -> ClosedWindow {
+        scratch.panes.clear();
+        scratch
+            .panes
+            .extend(self.groups[key].range(start..end).map(|(_, c)| &**c));
+        let panes = &scratch.panes;
+        let present = panes.iter().fold(0, |bits, counts| bits | counts.present);
         let mut top: [Vec<(String, u64)>; Category::COUNT] = Default::default();
         let mut error = [0; Category::COUNT];
         for (category, (top, error)) in top.iter_mut().zip(&mut error).enumerate() {
-            let summaries = || panes().map(|counts| &counts.items[category]);
-            let mut sum: Map<&str, u64> = Map::default();
+            if present & (1 << category) == 0 {
+                continue; // No pane of the window counted an item of this category.
+            }
+            let summaries = || panes.iter().map(|counts| &counts.items[category]);
             // An item's error is the sum, over the window's panes, of its own error where it
             // is held and of the pane's cut where it is not: the total cut less what its
             // counters make up for (`cut − since` each).
             let cut: u64 = summaries().map(|s| u64::from(s.error())).sum();
+            let mut holding = summaries().filter(|s| !s.is_empty());
+            if let (Some(only), None, 0) = (holding.next(), holding.next(), cut) {
+                // One pane holds the category, exactly: its counts are the window's.
+                *top = top_k_of(
+                    only.iter().map(|(item, n, _)| (item, u64::from(n))),
+                    self.top_k,
+                );
+                continue;
+            }
+            let sum = &mut scratch.sum;
+            sum.clear();
             if cut == 0 {
                 for summary in summaries() {
                     for (item, n, _) in summary.iter() {
                         *sum.entry(item).or_default() += u64::from(n);
                     }
                 }
-                *top = top_k(sum, self.top_k);
+                *top = top_k_of(sum.iter().map(|(item, n)| (*item, *n)), self.top_k);
                 continue;
             }
-            let mut made_up: Map<&str, u64> = Map::default();
+            let made_up = &mut scratch.made_up;
+            made_up.clear();
             for summary in summaries() {
                 for (item, n, since) in summary.iter() {
                     *sum.entry(item).or_default() += u64::from(n);
                     *made_up.entry(item).or_default() += u64::from(summary.error() - since);
                 }
             }
-            *top = top_k(sum, self.top_k);
+            *top = top_k_of(sum.iter().map(|(item, n)| (*item, *n)), self.top_k);
             *error = top
                 .iter()
                 .map(|(item, _)| cut - made_up.get(item.as_str()).copied().unwrap_or(0))
@@ -416,15 +449,29 @@ impl PartitionWindows {
             group: key.clone(),
             window_start: start,
             window_end: end,
-            messages: panes().map(|counts| counts.messages).sum(),
+            messages: panes.iter().map(|counts| counts.messages).sum(),
             top,
             error,
         }
     }
 }
 
+/// What merging a window's panes reuses from one window to the next: its panes' counts, and
+/// the sums of one category.
+#[derive(Default)]
+struct Merge<'s> {
+    panes: Vec<&'s Counts>,
+    sum: Map<&'s str, u64>,
+    made_up: Map<&'s str, u64>,
+}
+
 /// The `k` largest counts, by count descending then item ascending.
 pub fn top_k<S>(counts: HashMap<&str, u64, S>, k: usize) -> Vec<(String, u64)> {
+    top_k_of(counts, k)
+}
+
+/// The `k` largest of `counts` (each item once), by count descending then item ascending.
+fn top_k_of<'a>(counts: impl IntoIterator<Item = (&'a str, u64)>, k: usize) -> Vec<(String, u64)> {
     let mut all: Vec<(&str, u64)> = counts.into_iter().collect();
     let order = |a: &(&str, u64), b: &(&str, u64)| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0));
     if all.len() > k {

@@ -412,21 +412,21 @@ impl PartitionWindows {
             let mut holding = summaries().filter(|s| !s.is_empty());
             if let (Some(only), None, 0) = (holding.next(), holding.next(), cut) {
                 // One pane holds the category, exactly: its counts are the window's.
-                *top = top_k_of(
+                *top = top_k(
                     only.iter().map(|(item, n, _)| (item, u64::from(n))),
                     self.top_k,
                 );
                 continue;
             }
+            // Drained into the top list each time: empty here.
             let sum = &mut scratch.sum;
-            sum.clear();
             if cut == 0 {
                 for summary in summaries() {
                     for (item, n, _) in summary.iter() {
                         *sum.entry(item).or_default() += u64::from(n);
                     }
                 }
-                *top = top_k_of(sum.iter().map(|(item, n)| (*item, *n)), self.top_k);
+                *top = top_k(sum.drain(), self.top_k);
                 continue;
             }
             let made_up = &mut scratch.made_up;
@@ -437,7 +437,7 @@ impl PartitionWindows {
                     *made_up.entry(item).or_default() += u64::from(summary.error() - since);
                 }
             }
-            *top = top_k_of(sum.iter().map(|(item, n)| (*item, *n)), self.top_k);
+            *top = top_k(sum.drain(), self.top_k);
             *error = top
                 .iter()
                 .map(|(item, _)| cut - made_up.get(item.as_str()).copied().unwrap_or(0))
@@ -465,13 +465,8 @@ struct Merge<'s> {
     made_up: Map<&'s str, u64>,
 }
 
-/// The `k` largest counts, by count descending then item ascending.
-pub fn top_k<S>(counts: HashMap<&str, u64, S>, k: usize) -> Vec<(String, u64)> {
-    top_k_of(counts, k)
-}
-
 /// The `k` largest of `counts` (each item once), by count descending then item ascending.
-fn top_k_of<'a>(counts: impl IntoIterator<Item = (&'a str, u64)>, k: usize) -> Vec<(String, u64)> {
+pub fn top_k<'a>(counts: impl IntoIterator<Item = (&'a str, u64)>, k: usize) -> Vec<(String, u64)> {
     let mut all: Vec<(&str, u64)> = counts.into_iter().collect();
     let order = |a: &(&str, u64), b: &(&str, u64)| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0));
     if all.len() > k {

@@ -17,10 +17,10 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 
 use rayon::iter::{IntoParallelIterator, ParallelIterator};
-use rayon::slice::ParallelSlice;
 
 use crate::config::Config;
 use crate::decode::{check_ahead, decode, DecodeError};
@@ -186,6 +186,76 @@ struct Records<'b, 'a> {
 /// update: in parallel on the workers when there are several, one chunk after another when not.
 const CHUNK: usize = 128;
 
+/// The chunks of one partition's records while they are extracted in parallel: each is
+/// claimed by one worker, in order, and left here for the window update, which takes them in
+/// order as they are ready.
+struct Chunks<'c, 'a> {
+    todo: Vec<&'c [(usize, bool)]>,
+    /// The next chunk no worker has claimed yet.
+    next: AtomicUsize,
+    ready: Mutex<Vec<Option<Prepared<'a>>>>,
+    /// Told each time a chunk is ready.
+    readied: Condvar,
+}
+
+impl<'c, 'a> Chunks<'c, 'a> {
+    fn new(todo: &'c [(usize, bool)]) -> Self {
+        let todo: Vec<_> = todo.chunks(CHUNK).collect();
+        Chunks {
+            ready: Mutex::new(todo.iter().map(|_| None).collect()),
+            todo,
+            next: AtomicUsize::new(0),
+            readied: Condvar::new(),
+        }
+    }
+
+    /// Claims the next chunk, extracts it and leaves it ready; false when none is left.
+    fn extract_next(
+        &self,
+        records: &Records<'_, 'a>,
+        group_by: &str,
+        scratch: &mut Scratch,
+    ) -> bool {
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        let Some(chunk) = self.todo.get(i) else {
+            return false;
+        };
+        let mut prepared = Prepared::default();
+        records.prepare(group_by, chunk, scratch, &mut prepared);
+        self.ready.lock().expect("no worker panics holding it")[i] = Some(prepared);
+        self.readied.notify_all();
+        true
+    }
+
+    /// Chunk `i` once it is ready, extracting the next unclaimed chunks meanwhile.
+    fn take(
+        &self,
+        i: usize,
+        records: &Records<'_, 'a>,
+        group_by: &str,
+        scratch: &mut Scratch,
+    ) -> Prepared<'a> {
+        loop {
+            let mut ready = self.ready.lock().expect("no worker panics holding it");
+            if let Some(prepared) = ready[i].take() {
+                return prepared;
+            }
+            if self.next.load(Ordering::Relaxed) < self.todo.len() {
+                drop(ready);
+                self.extract_next(records, group_by, scratch);
+                continue;
+            }
+            // Every chunk is claimed, and another worker is still on this one.
+            while ready[i].is_none() {
+                ready = self
+                    .readied
+                    .wait(ready)
+                    .expect("no worker panics holding it");
+            }
+        }
+    }
+}
+
 /// A chunk of one partition's records, decoded and extracted: all the window update needs.
 #[derive(Default)]
 struct Prepared<'a> {
@@ -213,8 +283,8 @@ struct Extracted<'a> {
 impl<'a> Records<'_, 'a> {
     /// Decodes, extracts and windows the records at `indices` (one partition's, in order).
     /// Decoding and extraction are pure per record, so with `parallel` they run in chunks on
-    /// the current rayon pool; the window update then takes the records in offset order, so
-    /// the outcome is the same with any number of workers.
+    /// the current rayon pool while the window update takes the chunks in offset order as they
+    /// are ready, so the outcome is the same with any number of workers.
     fn process(
         &self,
         stream: StreamId,
@@ -248,17 +318,23 @@ impl<'a> Records<'_, 'a> {
         }
 
         if parallel && todo.len() > CHUNK {
-            let prepared: Vec<Prepared<'a>> = todo
-                .par_chunks(CHUNK)
-                .map_init(Scratch::default, |scratch, chunk| {
-                    let mut prepared = Prepared::default();
-                    self.prepare(group_by, chunk, scratch, &mut prepared);
-                    prepared
-                })
-                .collect();
-            for mut chunk in prepared {
-                self.window(state, &mut chunk, &mut out);
-            }
+            // The other workers extract chunks while this one windows them in order, and
+            // extracts too whenever the next chunk is not ready: the window update, serial,
+            // overlaps the extraction of the chunks after it.
+            let chunks = Chunks::new(&todo);
+            let helpers = (rayon::current_num_threads() - 1).min(chunks.todo.len() - 1);
+            rayon::scope(|s| {
+                for _ in 0..helpers {
+                    s.spawn(|_| {
+                        let mut scratch = Scratch::default();
+                        while chunks.extract_next(self, group_by, &mut scratch) {}
+                    });
+                }
+                for i in 0..chunks.todo.len() {
+                    let mut prepared = chunks.take(i, self, group_by, scratch);
+                    self.window(state, &mut prepared, &mut out);
+                }
+            });
         } else {
             let mut prepared = Prepared::default();
             for chunk in todo.chunks(CHUNK) {

@@ -27,6 +27,10 @@ pub struct BatchConfig {
     /// Time from a batch's first record to its end at most.
     #[serde(with = "humantime_serde")]
     pub max_wait: Duration,
+    /// Time from a batch's first record before it may end for want of records while the
+    /// writer is idle (at most `max_wait`): how often an idle instance writes and commits.
+    #[serde(with = "humantime_serde")]
+    pub min_wait: Duration,
     /// Threads that process a batch (partitions, and chunks of a partition's records, in
     /// parallel); 0: one per core.
     pub workers: usize,

@@ -13,6 +13,7 @@
 //! written.
 
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -126,6 +127,10 @@ pub(super) struct Writer {
     sinks: Arc<Sinks>,
     /// Jobs handed over and not reported written yet.
     unwritten: usize,
+    /// Jobs handed over, and jobs written (counted by the writer task as it finishes each
+    /// write, before its report is taken in).
+    handed: usize,
+    done: Arc<AtomicUsize>,
 }
 
 struct Sinks {
@@ -165,14 +170,28 @@ impl Writer {
         });
         let (jobs, queue) = mpsc::channel(QUEUED_JOBS);
         let (report, written) = mpsc::unbounded_channel();
-        let task = tokio::spawn(write_jobs(Arc::clone(&sinks), queue, report));
+        let done = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn(write_jobs(
+            Arc::clone(&sinks),
+            queue,
+            report,
+            Arc::clone(&done),
+        ));
         Writer {
             jobs: Some(jobs),
             written,
             task,
             sinks,
             unwritten: 0,
+            handed: 0,
+            done,
         }
+    }
+
+    /// Whether every job handed over is written: a batch handed over now would be written at
+    /// once, instead of waiting behind others.
+    pub(super) fn idle(&self) -> bool {
+        self.done.load(Ordering::Acquire) == self.handed
     }
 
     /// Hands `job` to the writer; waits while [`QUEUED_JOBS`] jobs wait already. Fails with
@@ -183,6 +202,7 @@ impl Writer {
             return Err(self.failure().await);
         }
         self.unwritten += 1;
+        self.handed += 1;
         Ok(())
     }
 
@@ -249,6 +269,7 @@ async fn write_jobs(
     sinks: Arc<Sinks>,
     mut queue: mpsc::Receiver<Job>,
     report: mpsc::UnboundedSender<Written>,
+    done: Arc<AtomicUsize>,
 ) -> Result<(), RunError> {
     while let Some(first) = queue.recv().await {
         let mut jobs = vec![first];
@@ -257,6 +278,7 @@ async fn write_jobs(
         }
         let span = tracing::info_span!("write", jobs = jobs.len());
         let refused = sinks.write(&jobs).instrument(span).await?;
+        done.fetch_add(jobs.len(), Ordering::Release);
         // The loop may be gone (its task dropped); the jobs are written all the same.
         let _ = report.send(Written {
             jobs: jobs.len(),

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::FutureExt;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult};
@@ -276,33 +277,80 @@ pub(super) async fn check_topics(
 }
 
 /// Receives records until the batch is full, `batch.max_wait` has passed since its first
-/// record, shutdown is asked for (the `bool`), or `idle_until` has come with no record.
+/// record, shutdown is asked for (the `bool`), or `idle_until` has come with no record. Once
+/// `batch.min_wait` has passed, a batch also ends as soon as no record is waiting while
+/// `writer_idle` says the writer has nothing to do: records then go out without waiting
+/// `batch.max_wait` for company, while a consumer that is behind (records always waiting) or a
+/// busy writer still gets full batches. (A writer that becomes idle while the loop waits for
+/// records is seen at the next record.)
 pub(super) async fn poll_batch<'c>(
     consumer: &'c Kafka,
     config: &Config,
     idle_until: Instant,
+    writer_idle: impl Fn() -> bool,
     mut shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
 ) -> Result<(Vec<BorrowedMessage<'c>>, bool), RunError> {
     let mut batch = Vec::new();
-    let mut deadline: Option<Instant> = None;
+    // Once the batch has a record: when it may end early, and when it must end.
+    let mut ends: Option<(Instant, Instant)> = None;
     loop {
-        let until_deadline = tokio::time::sleep_until(deadline.unwrap_or(idle_until));
+        if let Some((early, _)) = ends {
+            match consumer.recv().now_or_never() {
+                Some(received) => {
+                    if accept(received, &mut batch, config)? {
+                        return Ok((batch, false));
+                    }
+                    continue;
+                }
+                None if writer_idle() && Instant::now() >= early => return Ok((batch, false)),
+                None => {}
+            }
+        }
+        let wake = match ends {
+            None => idle_until,
+            Some((early, _)) if writer_idle() => early,
+            Some((_, end)) => end,
+        };
         let received = tokio::select! {
             biased;
             () = shutdown.as_mut() => return Ok((batch, true)),
-            () = until_deadline => return Ok((batch, false)),
-            received = consumer.recv() => received,
-        };
-        match received {
-            Ok(message) => {
-                deadline.get_or_insert_with(|| Instant::now() + config.batch().max_wait);
-                batch.push(message);
-                if batch.len() >= config.batch().max_records {
+            () = tokio::time::sleep_until(wake) => {
+                if ends.is_none_or(|(_, end)| Instant::now() >= end) {
                     return Ok((batch, false));
                 }
+                continue; // It may end early now: see above.
             }
-            Err(err) if is_fatal(&err) => return Err(RunError::Consume(err)),
-            Err(err) => warn!(error = %err, "Consumer error."),
+            received = consumer.recv() => received,
+        };
+        if accept(received, &mut batch, config)? {
+            return Ok((batch, false));
+        }
+        if ends.is_none() && !batch.is_empty() {
+            let (now, limits) = (Instant::now(), config.batch());
+            ends = Some((
+                now + limits.min_wait.min(limits.max_wait),
+                now + limits.max_wait,
+            ));
+        }
+    }
+}
+
+/// Takes what the consumer delivered: a record into `batch` (true once the batch is full), a
+/// fatal error as the end, another error as a warning.
+fn accept<'c>(
+    received: KafkaResult<BorrowedMessage<'c>>,
+    batch: &mut Vec<BorrowedMessage<'c>>,
+    config: &Config,
+) -> Result<bool, RunError> {
+    match received {
+        Ok(message) => {
+            batch.push(message);
+            Ok(batch.len() >= config.batch().max_records)
+        }
+        Err(err) if is_fatal(&err) => Err(RunError::Consume(err)),
+        Err(err) => {
+            warn!(error = %err, "Consumer error.");
+            Ok(false)
         }
     }
 }

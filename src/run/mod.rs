@@ -137,8 +137,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     };
     loop {
         let idle_until = Instant::now() + config.ownership().renew_every;
-        let (batch, stopping) =
-            poll_batch(&consumer, &config, idle_until, shutdown.as_mut()).await?;
+        let (batch, stopping) = poll_batch(
+            &consumer,
+            &config,
+            idle_until,
+            || writer.idle(),
+            shutdown.as_mut(),
+        )
+        .await?;
         if consumer.context().has_revocations() || batch.is_empty() {
             // Revoked partitions' last writes land before their windows are dropped.
             settle(writer.finish().await?, &mut engine, &mut totals);

@@ -204,6 +204,36 @@ async fn danmu_windows_reach_kafka_and_redis_with_exact_counts() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_consumer_that_keeps_up_sends_each_record_on_without_waiting_for_a_full_batch() {
+    // A batch would wait an hour for company: it ends when nothing more is waiting instead.
+    let config = config(
+        "[batch]\nmax_wait = \"1h\"\n[window]\nwidth = \"10s\"\nslide = \"10s\"\nout_of_orderness = \"0s\"\n[streams.text]\nenabled = false",
+    );
+    create_topics(&config, 1).await;
+    let brokers = config.kafka().brokers.clone();
+    let topic = config.streams()["danmu"].topic.clone();
+    let group = config.kafka().group_id.clone();
+    let p = producer(&brokers);
+    let running = start(config.clone());
+    for (i, ts) in [T + 1_000, T + 11_000, T + 21_000].into_iter().enumerate() {
+        produce(&p, &topic, 0, "r1", &danmu("r1", ts, "主播好厉害"), &[]).await;
+        // Each record is committed alone, long before a batch could fill or time out; from
+        // the second on, each closes the window of the one before.
+        eventually("the record committed", || async {
+            committed(&brokers, &group, &topic, 1).await == vec![Some(i as i64 + 1)]
+        })
+        .await;
+    }
+    let out = window_records(&config, 2).await;
+    let starts: Vec<i64> = values(&out)
+        .iter()
+        .map(|w| w["window_start"].as_i64().expect("start") - T)
+        .collect();
+    assert_eq!(starts, vec![0, 10_000]);
+    running.stop().await.expect("clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn posts_group_by_source_and_danmu_over_partitions_with_numeric_rooms() {
     let config = config(
         "[window]\nwidth = \"10s\"\nslide = \"10s\"\nout_of_orderness = \"0s\"\n[output]\ntop_k = 10\n[extract]\nwatch_keywords = [\"退款\"]",

@@ -127,10 +127,9 @@ pub(super) struct Writer {
     sinks: Arc<Sinks>,
     /// Jobs handed over and not reported written yet.
     unwritten: usize,
-    /// Jobs handed over, and jobs written (counted by the writer task as it finishes each
-    /// write, before its report is taken in).
-    handed: usize,
-    done: Arc<AtomicUsize>,
+    /// Jobs handed over and not written yet: the writer task counts a write off as it
+    /// finishes, before its report is taken in.
+    unfinished: Arc<AtomicUsize>,
 }
 
 struct Sinks {
@@ -170,12 +169,12 @@ impl Writer {
         });
         let (jobs, queue) = mpsc::channel(QUEUED_JOBS);
         let (report, written) = mpsc::unbounded_channel();
-        let done = Arc::new(AtomicUsize::new(0));
+        let unfinished = Arc::new(AtomicUsize::new(0));
         let task = tokio::spawn(write_jobs(
             Arc::clone(&sinks),
             queue,
             report,
-            Arc::clone(&done),
+            Arc::clone(&unfinished),
         ));
         Writer {
             jobs: Some(jobs),
@@ -183,26 +182,26 @@ impl Writer {
             task,
             sinks,
             unwritten: 0,
-            handed: 0,
-            done,
+            unfinished,
         }
     }
 
     /// Whether every job handed over is written: a batch handed over now would be written at
     /// once, instead of waiting behind others.
     pub(super) fn idle(&self) -> bool {
-        self.done.load(Ordering::Acquire) == self.handed
+        self.unfinished.load(Ordering::Acquire) == 0
     }
 
     /// Hands `job` to the writer; waits while [`QUEUED_JOBS`] jobs wait already. Fails with
     /// the writer's error if a write failed.
     pub(super) async fn start(&mut self, job: Job) -> Result<(), RunError> {
         let jobs = self.jobs.as_ref().expect("the writer is open");
+        // Counted before it is sent, so the writer never counts it off first.
+        self.unfinished.fetch_add(1, Ordering::Release);
         if jobs.send(job).await.is_err() {
             return Err(self.failure().await);
         }
         self.unwritten += 1;
-        self.handed += 1;
         Ok(())
     }
 
@@ -269,7 +268,7 @@ async fn write_jobs(
     sinks: Arc<Sinks>,
     mut queue: mpsc::Receiver<Job>,
     report: mpsc::UnboundedSender<Written>,
-    done: Arc<AtomicUsize>,
+    unfinished: Arc<AtomicUsize>,
 ) -> Result<(), RunError> {
     while let Some(first) = queue.recv().await {
         let mut jobs = vec![first];
@@ -278,7 +277,7 @@ async fn write_jobs(
         }
         let span = tracing::info_span!("write", jobs = jobs.len());
         let refused = sinks.write(&jobs).instrument(span).await?;
-        done.fetch_add(jobs.len(), Ordering::Release);
+        unfinished.fetch_sub(jobs.len(), Ordering::Release);
         // The loop may be gone (its task dropped); the jobs are written all the same.
         let _ = report.send(Written {
             jobs: jobs.len(),

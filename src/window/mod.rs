@@ -405,9 +405,6 @@ impl PartitionWindows {
                 continue; // No pane of the window counted an item of this category.
             }
             let summaries = || panes.iter().map(|counts| &counts.items[category]);
-            // An item's error is the sum, over the window's panes, of its own error where it
-            // is held and of the pane's cut where it is not: the total cut less what its
-            // counters make up for (`cut − since` each).
             let cut: u64 = summaries().map(|s| u64::from(s.error())).sum();
             let mut holding = summaries().filter(|s| !s.is_empty());
             if let (Some(only), None, 0) = (holding.next(), holding.next(), cut) {
@@ -420,29 +417,21 @@ impl PartitionWindows {
             }
             // Drained into the top list each time: empty here.
             let sum = &mut scratch.sum;
-            if cut == 0 {
-                for summary in summaries() {
-                    for (item, n, _) in summary.iter() {
-                        *sum.entry(item).or_default() += u64::from(n);
-                    }
-                }
-                *top = top_k(sum.drain(), self.top_k);
-                continue;
-            }
-            let made_up = &mut scratch.made_up;
-            made_up.clear();
             for summary in summaries() {
-                for (item, n, since) in summary.iter() {
+                for (item, n, _) in summary.iter() {
                     *sum.entry(item).or_default() += u64::from(n);
-                    *made_up.entry(item).or_default() += u64::from(summary.error() - since);
                 }
             }
             *top = top_k(sum.drain(), self.top_k);
-            *error = top
-                .iter()
-                .map(|(item, _)| cut - made_up.get(item.as_str()).copied().unwrap_or(0))
-                .max()
-                .unwrap_or(0);
+            if cut > 0 {
+                // A listed item's error is the sum, over the window's panes, of its own error
+                // where it is held and of the pane's cut where it is not.
+                *error = top
+                    .iter()
+                    .map(|(item, _)| summaries().map(|s| u64::from(s.estimate(item).1)).sum())
+                    .max()
+                    .unwrap_or(0);
+            }
         }
         ClosedWindow {
             stream: self.stream,
@@ -462,7 +451,6 @@ impl PartitionWindows {
 struct Merge<'s> {
     panes: Vec<&'s Counts>,
     sum: Map<&'s str, u64>,
-    made_up: Map<&'s str, u64>,
 }
 
 /// The `k` largest of `counts` (each item once), by count descending then item ascending.

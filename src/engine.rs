@@ -819,7 +819,15 @@ impl Canonical {
 
 /// The 64-bit FNV-1a hash: small, stable across builds and platforms.
 pub fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+    fnv1a_from(FNV1A_OFFSET, bytes)
+}
+
+/// FNV-1a's starting value.
+pub const FNV1A_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a of the bytes hashed into `hash` so far followed by `bytes`.
+pub fn fnv1a_from(hash: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(hash, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
 }

@@ -10,17 +10,22 @@
 //! it is sent, with a header saying so.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders, ToBytes};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{
+    BaseRecord, DeliveryFuture, DeliveryResult, FutureProducer, FutureRecord, Producer,
+    ProducerContext, ThreadedProducer,
+};
+use rdkafka::ClientContext;
 use serde::Serialize;
 
 use super::SinkError;
 use crate::config::KafkaConfig;
 use crate::decode::DecodeError;
-use crate::engine::fnv1a;
+use crate::engine::{fnv1a_from, FNV1A_OFFSET};
 use crate::extract::Category;
 use crate::redact;
 use crate::window::ClosedWindow;
@@ -146,14 +151,26 @@ impl<'a> WindowRecord<'a> {
     /// `<stream>:<group>:<window_start>`: the window's identity. A window written again (after
     /// a crash or a move) has the same key and the same value.
     pub fn key(&self) -> String {
-        format!("{}:{}:{}", self.stream, self.group, self.window_start)
+        let mut key = String::new();
+        self.write_key(&mut key);
+        key
+    }
+
+    /// Appends [`key`](Self::key) to `out`.
+    pub fn write_key(&self, out: &mut String) {
+        use std::fmt::Write;
+        write!(out, "{}:{}:{}", self.stream, self.group, self.window_start)
+            .expect("writing to a string cannot fail");
     }
 
     /// The output partition: by `<stream>:<group>`, so each group's windows stay in order on
     /// one partition.
     pub fn partition(&self, partitions: i32) -> i32 {
-        let group = format!("{}:{}", self.stream, self.group);
-        (fnv1a(group.as_bytes()) % partitions.max(1) as u64) as i32
+        let parts = [self.stream.as_bytes(), b":", self.group.as_bytes()];
+        let hash = parts
+            .iter()
+            .fold(FNV1A_OFFSET, |h, part| fnv1a_from(h, part));
+        (hash % partitions.max(1) as u64) as i32
     }
 }
 
@@ -195,32 +212,111 @@ impl DeadLetter {
     }
 }
 
-/// Which topic a queued record goes to.
-#[derive(Debug, Clone, Copy)]
-enum Target {
-    Output,
-    DeadLetter,
+/// What the delivery reports of a sink's records told, counted on the producer's thread.
+#[derive(Default)]
+struct Deliveries {
+    state: std::sync::Mutex<Delivered>,
+    /// Told when nothing is outstanding any more, and at a failure.
+    settled: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct Delivered {
+    /// Records handed to librdkafka whose delivery report has not come.
+    outstanding: u64,
+    /// Records refused for good, skipped.
+    skipped: u64,
+    /// The first failure not yet returned.
+    failure: Option<SinkError>,
+}
+
+impl Deliveries {
+    fn state(&self) -> std::sync::MutexGuard<'_, Delivered> {
+        // Nothing can panic while holding it.
+        self.state
+            .lock()
+            .expect("delivery counts are never poisoned")
+    }
+
+    /// Waits until every record handed over is reported, or one has failed: returns the
+    /// failure, or whether there was anything to wait for.
+    async fn settle(&self) -> Result<bool, SinkError> {
+        let mut waited = false;
+        loop {
+            let settled = self.settled.notified();
+            tokio::pin!(settled);
+            settled.as_mut().enable();
+            {
+                let mut state = self.state();
+                if let Some(failure) = state.failure.take() {
+                    return Err(failure);
+                }
+                if state.outstanding == 0 {
+                    return Ok(waited);
+                }
+            }
+            settled.await;
+            waited = true;
+        }
+    }
+}
+
+/// The producer's context: counts delivery reports instead of answering one future a record.
+struct Reports(Arc<Deliveries>);
+
+impl ClientContext for Reports {}
+
+impl ProducerContext for Reports {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, (): ()) {
+        let mut state = self.0.state();
+        state.outstanding -= 1;
+        let failed = match result {
+            Ok(_) => false,
+            Err((source, message)) if is_refusal(source) => {
+                state.skipped += 1;
+                log_skipped(message.topic(), message.key(), source);
+                false
+            }
+            Err((source, message)) => {
+                state
+                    .failure
+                    .get_or_insert_with(|| SinkError::KafkaProduce {
+                        topic: message.topic().to_owned(),
+                        source: source.clone(),
+                    });
+                true
+            }
+        };
+        if failed || state.outstanding == 0 {
+            self.0.settled.notify_waiters();
+        }
+    }
 }
 
 pub struct KafkaSink {
-    producer: FutureProducer,
+    producer: ThreadedProducer<Reports>,
+    deliveries: Arc<Deliveries>,
     output_topic: String,
     output_partitions: i32,
     dead_letter_topic: String,
-    pending: Vec<(Target, DeliveryFuture)>,
     /// The producer's `message.max.bytes`: dead letters are cut to fit it.
     max_record_bytes: usize,
-    /// Records refused for good and skipped since the last [`KafkaSink::take_skipped`].
-    skipped: u64,
+    /// A window record's key and value, kept from one record to the next (librdkafka copies
+    /// them).
+    key: String,
+    value: Vec<u8>,
 }
 
 impl KafkaSink {
     /// A producer for the output topic (of `output_partitions` partitions) and the dead letters.
     pub fn new(config: &KafkaConfig, output_partitions: i32) -> Result<KafkaSink, KafkaError> {
         let props = config.producer_properties();
+        let deliveries = Arc::new(Deliveries::default());
         let producer = config
             .producer_client()
-            .create()
+            .create_with_context(Reports(deliveries.clone()))
             .map_err(|err| redact_client_error(err, &props))?;
         let max_record_bytes = props
             .get("message.max.bytes")
@@ -228,26 +324,28 @@ impl KafkaSink {
             .unwrap_or(DEFAULT_MESSAGE_MAX_BYTES);
         Ok(KafkaSink {
             producer,
+            deliveries,
             output_topic: config.output_topic.clone(),
             output_partitions,
             dead_letter_topic: config.dead_letter_topic.clone(),
-            pending: Vec::new(),
             max_record_bytes,
-            skipped: 0,
+            key: String::new(),
+            value: Vec::new(),
         })
     }
 
     /// Queues a window record.
     pub async fn send_window(&mut self, record: &WindowRecord<'_>) -> Result<(), SinkError> {
-        let payload = serde_json::to_vec(record).expect("window records serialise");
-        let key = record.key();
-        let topic = self.output_topic.clone();
-        let out = FutureRecord::to(&topic)
-            .key(key.as_bytes())
+        self.value.clear();
+        serde_json::to_writer(&mut self.value, record).expect("window records serialise");
+        self.key.clear();
+        record.write_key(&mut self.key);
+        let out = BaseRecord::to(&self.output_topic)
+            .key(self.key.as_bytes())
             .partition(record.partition(self.output_partitions))
-            .payload(payload.as_slice())
+            .payload(self.value.as_slice())
             .timestamp(record.window_end);
-        self.enqueue(Target::Output, out).await
+        self.enqueue(out).await
     }
 
     /// Queues a dead letter: the original key, value, timestamp and headers, plus headers
@@ -289,8 +387,8 @@ impl KafkaSink {
                 value: Some(value),
             });
         }
-        let topic = self.dead_letter_topic.clone();
-        let mut out: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic).headers(hdrs);
+        let mut out: BaseRecord<'_, [u8], [u8]> =
+            BaseRecord::to(&self.dead_letter_topic).headers(hdrs);
         if let Some(key) = &dead.key {
             out = out.key(key);
         }
@@ -300,76 +398,51 @@ impl KafkaSink {
         if let Some(ts) = dead.timestamp {
             out = out.timestamp(ts);
         }
-        self.enqueue(Target::DeadLetter, out).await
+        self.enqueue(out).await
     }
 
     /// Records refused for good and skipped since the last call.
     pub fn take_skipped(&mut self) -> u64 {
-        std::mem::take(&mut self.skipped)
+        std::mem::take(&mut self.deliveries.state().skipped)
     }
 
-    async fn enqueue(
-        &mut self,
-        target: Target,
-        record: FutureRecord<'_, [u8], [u8]>,
-    ) -> Result<(), SinkError> {
-        let settle = KafkaSink::settle_for_queue;
-        match send_queued(self, |sink| &sink.producer, settle, record).await? {
-            Queued::Sent(delivery) => {
-                self.pending.push((target, delivery));
-                Ok(())
-            }
-            Queued::Failed(source, back) if is_refusal(&source) => {
-                self.skipped += 1;
-                log_skipped(back.topic, back.key, &source);
-                Ok(())
-            }
-            Queued::Failed(source, back) => Err(SinkError::KafkaProduce {
-                topic: back.topic.to_owned(),
-                source,
-            }),
-        }
-    }
-
-    /// Makes room in a full queue: awaits every pending delivery, and asks for the pause
-    /// before the next try all the same (false).
-    async fn settle_for_queue(&mut self) -> Result<bool, SinkError> {
-        self.await_pending().await?;
-        Ok(false)
-    }
-
-    async fn await_pending(&mut self) -> Result<(), SinkError> {
-        for (target, delivery) in std::mem::take(&mut self.pending) {
-            let topic = || match target {
-                Target::Output => self.output_topic.clone(),
-                Target::DeadLetter => self.dead_letter_topic.clone(),
+    /// Hands `record` to librdkafka. While its queue is full, awaits every outstanding
+    /// delivery (or [`QUEUE_FULL_PAUSE`] when none is outstanding) and tries again. A record
+    /// refused for good is counted, logged and skipped.
+    async fn enqueue(&self, mut record: BaseRecord<'_, [u8], [u8]>) -> Result<(), SinkError> {
+        loop {
+            // Counted first: its report may come before `send` returns.
+            self.deliveries.state().outstanding += 1;
+            let (source, back) = match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err(refused) => refused,
             };
-            match delivery.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((source, message))) if is_refusal(&source) => {
-                    self.skipped += 1;
-                    log_skipped(&topic(), message.key(), &source);
+            self.deliveries.state().outstanding -= 1;
+            match source {
+                KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => {
+                    record = back;
+                    if !self.deliveries.settle().await? {
+                        tokio::time::sleep(QUEUE_FULL_PAUSE).await;
+                    }
                 }
-                Ok(Err((source, _))) => {
+                source if is_refusal(&source) => {
+                    self.deliveries.state().skipped += 1;
+                    log_skipped(back.topic, back.key, &source);
+                    return Ok(());
+                }
+                source => {
                     return Err(SinkError::KafkaProduce {
-                        topic: topic(),
+                        topic: back.topic.to_owned(),
                         source,
                     })
                 }
-                Err(_cancelled) => {
-                    return Err(SinkError::KafkaProduce {
-                        topic: topic(),
-                        source: KafkaError::Canceled,
-                    })
-                }
             }
         }
-        Ok(())
     }
 
     /// Waits until every queued record is acknowledged; the first failure is returned.
     pub async fn flush(&mut self) -> Result<(), SinkError> {
-        self.await_pending().await
+        self.deliveries.settle().await.map(drop)
     }
 
     /// Flushes librdkafka's own queue, for shutdown.

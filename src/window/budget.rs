@@ -69,7 +69,9 @@ impl PartitionWindows {
         let floor = self.top_k;
         let mut largest = BinaryHeap::new();
         for key in &index.groups {
-            let counts = &self.groups[key][&pane];
+            let counts = self.groups[key]
+                .get(pane)
+                .expect("a group of the pane holds it");
             for (category, summary) in counts.items.iter().enumerate() {
                 if summary.len() > floor {
                     largest.push((summary.len(), Reverse((key.clone(), category))));
@@ -83,7 +85,7 @@ impl PartitionWindows {
             let counts = self
                 .groups
                 .get_mut(&key)
-                .and_then(|panes| panes.get_mut(&pane))
+                .and_then(|panes| panes.get_mut(pane))
                 .expect("a group of the pane holds it");
             let summary = &mut counts.items[category];
             index.bytes -= summary.cut();

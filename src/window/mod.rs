@@ -31,8 +31,10 @@
 mod budget;
 mod summary;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
+
+use hashbrown::hash_map::EntryRef;
 
 use crate::extract::Category;
 
@@ -104,9 +106,49 @@ impl Counts {
     }
 }
 
-/// The counts of a group's panes, by pane start. Boxed: a node of a `BTreeMap` has room for
-/// eleven values, and most groups hold data in one or two panes.
-type Panes = BTreeMap<i64, Box<Counts>>;
+/// The counts of a group's panes, by pane start, ascending: at most
+/// [`WindowSpec::live_panes`], mostly added at the back and freed at the front. Boxed: most
+/// groups hold data in one or two panes.
+#[derive(Debug, Default)]
+struct Panes(VecDeque<(i64, Box<Counts>)>);
+
+impl Panes {
+    /// Where the pane starting at `start` is, or would be.
+    fn find(&self, start: i64) -> Result<usize, usize> {
+        self.0.binary_search_by_key(&start, |&(s, _)| s)
+    }
+
+    fn get(&self, start: i64) -> Option<&Counts> {
+        self.find(start).ok().map(|at| &*self.0[at].1)
+    }
+
+    fn get_mut(&mut self, start: i64) -> Option<&mut Counts> {
+        self.find(start).ok().map(|at| &mut *self.0[at].1)
+    }
+
+    /// The panes starting in `[start, end)`, by start.
+    fn range(&self, start: i64, end: i64) -> impl Iterator<Item = (i64, &Counts)> {
+        let from = self.0.partition_point(|&(s, _)| s < start);
+        self.0
+            .range(from..)
+            .take_while(move |&&(s, _)| s < end)
+            .map(|(s, c)| (*s, &**c))
+    }
+
+    fn starts(&self) -> impl Iterator<Item = i64> + '_ {
+        self.0.iter().map(|&(s, _)| s)
+    }
+
+    fn remove(&mut self, start: i64) {
+        if let Ok(at) = self.find(start) {
+            self.0.remove(at);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
 
 /// How a record was placed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,7 +194,7 @@ pub struct PartitionWindows {
     /// Every window ending at or before this has closed.
     closed_end: Option<i64>,
     /// Open panes of each group, by group key, then pane start.
-    groups: Map<Arc<str>, Panes>,
+    groups: hashbrown::HashMap<Arc<str>, Panes, summary::RandomState>,
     /// The groups holding data in each pane, by pane start.
     panes: BTreeMap<i64, Pane>,
 }
@@ -161,7 +203,8 @@ pub struct PartitionWindows {
 /// pane's counters take.
 #[derive(Debug, Default)]
 struct Pane {
-    groups: BTreeSet<Arc<str>>,
+    /// Each once, in the order they first put data in the pane (offset order).
+    groups: Vec<Arc<str>>,
     first_offset: Option<i64>,
     /// Bytes charged for the counters of every group in the pane.
     bytes: usize,
@@ -202,7 +245,7 @@ impl PartitionWindows {
             pane_bytes: budget.pane_bytes(&spec),
             max_event_time: state.max_event_time,
             closed_end: state.closed_end,
-            groups: Map::default(),
+            groups: hashbrown::HashMap::default(),
             panes: BTreeMap::new(),
         }
     }
@@ -249,7 +292,7 @@ impl PartitionWindows {
         for panes in self.groups.values() {
             // Window ends below this are counted already (pane starts ascend).
             let mut counted_to = first_open;
-            for &start in panes.keys() {
+            for start in panes.starts() {
                 let first = (start + slide).max(counted_to);
                 let last = start + width;
                 if last >= first {
@@ -300,30 +343,33 @@ impl PartitionWindows {
     /// The counts of `group` in `pane`, made when new; `None` when the pane holds
     /// `max_groups` other groups already (nothing is changed then).
     fn pane_counts(&mut self, group: &str, pane: i64, offset: i64) -> Option<&mut Counts> {
-        let key = match self.groups.get_key_value(group) {
-            Some((key, _)) => key.clone(),
-            None => Arc::from(group),
-        };
         let pane_bytes = self.pane_bytes;
         let index = self.panes.entry(pane).or_insert_with(|| Pane {
             cut_above: pane_bytes,
             ..Pane::default()
         });
-        if !index.groups.contains(group) {
-            if index.groups.len() >= self.budget.max_groups {
-                return None; // The pane is full: see `Budget::max_groups`.
+        let full = index.groups.len() >= self.budget.max_groups;
+        let entry = match self.groups.entry_ref(group) {
+            EntryRef::Occupied(entry) => entry,
+            EntryRef::Vacant(_) if full => return None, // See `Budget::max_groups`.
+            EntryRef::Vacant(entry) => entry.insert_entry(Panes::default()),
+        };
+        let key = entry.key().clone();
+        let panes = entry.into_mut();
+        let at = match panes.find(pane) {
+            Ok(at) => at,
+            Err(_) if full => return None,
+            Err(at) => {
+                // A group is in a pane's list exactly when it holds counts there.
+                index.groups.push(key);
+                panes
+                    .0
+                    .insert(at, (pane, Box::new(Counts::new(self.budget.max_items))));
+                at
             }
-            index.groups.insert(key.clone());
-        }
+        };
         index.first_offset = Some(index.first_offset.map_or(offset, |o| o.min(offset)));
-        let max_items = self.budget.max_items;
-        let counts = self
-            .groups
-            .entry(key)
-            .or_default()
-            .entry(pane)
-            .or_insert_with(|| Box::new(Counts::new(max_items)));
-        Some(counts)
+        Some(&mut *panes.0[at].1)
     }
 
     /// Closes every window that ends at or before the watermark and holds data.
@@ -344,17 +390,16 @@ impl PartitionWindows {
                 break;
             }
             let start = end - width;
-            // The groups holding data in the window, each once, in key order.
-            let mut groups: Vec<&Arc<str>> = self
-                .panes
-                .range(start..end)
-                .flat_map(|(_, pane)| &pane.groups)
-                .collect();
-            groups.sort_unstable();
-            groups.dedup();
+            // The groups holding data in the window, each once, at the first of its panes
+            // that holds it: in the order they first put data in the window.
             let mut scratch = Merge::default();
-            for key in groups {
-                closed.push(self.merge(key, start, end, &mut scratch));
+            for (&pane, index) in self.panes.range(start..end) {
+                for key in &index.groups {
+                    let panes = &self.groups[key];
+                    if panes.range(start, end).next().map(|(first, _)| first) == Some(pane) {
+                        closed.push(self.merge(key, panes, start, end, &mut scratch));
+                    }
+                }
             }
             self.closed_end = Some(end);
             self.free_panes_before(end - width + slide);
@@ -375,19 +420,21 @@ impl PartitionWindows {
             }
             let (pane, index) = entry.remove_entry();
             for key in index.groups {
-                if let Some(panes) = self.groups.get_mut(&key) {
-                    panes.remove(&pane);
-                    if panes.is_empty() {
-                        self.groups.remove(&key);
+                if let EntryRef::Occupied(mut entry) = self.groups.entry_ref(&*key) {
+                    entry.get_mut().remove(pane);
+                    if entry.get().is_empty() {
+                        entry.remove();
                     }
                 }
             }
         }
     }
 
+    /// The window `[start, end)` of the group `key`, whose panes are `panes`.
     fn merge<'s>(
-        &'s self,
+        &self,
         key: &Arc<str>,
+        panes: &'s Panes,
         start: i64,
         end: i64,
         scratch: &mut Merge<'s>,
@@ -395,7 +442,7 @@ impl PartitionWindows {
         scratch.panes.clear();
         scratch
             .panes
-            .extend(self.groups[key].range(start..end).map(|(_, c)| &**c));
+            .extend(panes.range(start, end).map(|(_, c)| c));
         let panes = &scratch.panes;
         let present = panes.iter().fold(0, |bits, counts| bits | counts.present);
         let mut top: [Vec<(String, u64)>; Category::COUNT] = Default::default();
@@ -600,14 +647,26 @@ mod tests {
     }
 
     #[test]
-    fn groups_are_separate_and_closed_in_key_order() {
+    fn groups_are_separate_and_closed_in_the_order_they_first_held_data() {
         let mut w = PartitionWindows::new(0, SPEC, 10, Budget::UNBOUNDED);
         feed(&mut w, "b", 1, &["x"]);
         feed(&mut w, "a", 2, &["x"]);
         let (_, closed) = feed(&mut w, "c", 15, &[]);
         assert_eq!(
             summary(&closed),
-            vec![("a".into(), -50, 10, 1), ("b".into(), -50, 10, 1)]
+            vec![("b".into(), -50, 10, 1), ("a".into(), -50, 10, 1)]
+        );
+        // In the next window, c first held data in a later pane than b and a; a held data in
+        // both panes and is closed once.
+        feed(&mut w, "a", 16, &["x"]);
+        let (_, closed) = feed(&mut w, "d", 25, &[]);
+        assert_eq!(
+            summary(&closed),
+            vec![
+                ("b".into(), -40, 20, 1),
+                ("a".into(), -40, 20, 2),
+                ("c".into(), -40, 20, 1)
+            ]
         );
     }
 

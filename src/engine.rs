@@ -894,7 +894,7 @@ mod tests {
         assert_eq!(out.dead[0].0, 0);
         assert_eq!(out.dead[0].1.kind(), "not_json");
         assert_eq!(out.closed.len(), 2);
-        assert_eq!(out.closed[0].top[0], vec![("主播".to_owned(), 1)]);
+        assert_eq!(out.closed[0].lists()[0], vec![("主播", 1)]);
     }
 
     /// Records of one partition: realistic texts, event times that mostly advance with some
@@ -1171,9 +1171,11 @@ mod tests {
                     counts.iter().map(|(i, n)| (i.as_str(), *n)).collect();
                 let want = crate::window::top_k(counts, config.output().top_k);
                 assert_eq!(
-                    w.top[c], want,
+                    w.lists()[c],
+                    want,
                     "{} {} category {c}",
-                    w.group, w.window_start
+                    w.group,
+                    w.window_start
                 );
             }
             assert_eq!(w.error, [0; Category::COUNT]);
@@ -1189,9 +1191,9 @@ mod tests {
         for w in &closed {
             let (messages, counts) = &naive[&(w.group.to_string(), w.window_start)];
             assert_eq!(w.messages, *messages);
-            for (c, (listed, error)) in w.top.iter().zip(w.error).enumerate() {
+            for (c, (listed, error)) in w.lists().iter().zip(w.error).enumerate() {
                 for (item, count) in listed {
-                    let truth = counts[c][item];
+                    let truth = counts[c][*item];
                     assert!(
                         *count <= truth && truth - count <= error,
                         "{} {}: {item} counted {count}, truly {truth}, error {error}",
@@ -1207,10 +1209,10 @@ mod tests {
         let weibo = closed
             .iter()
             .find(|w| &*w.group == "weibo" && w.error[0] > 0);
-        let (item, count) = &weibo.expect("a weibo window is cut").top[0][0];
+        let (item, count) = &weibo.expect("a weibo window is cut").lists()[0][0];
         assert_eq!(
             *count,
-            naive[&("weibo".to_owned(), weibo.unwrap().window_start)].1[0][item]
+            naive[&("weibo".to_owned(), weibo.unwrap().window_start)].1[0][*item]
         );
     }
 
@@ -1594,7 +1596,7 @@ mod tests {
                 let log = &LOGS[log];
                 let expected = by_window(&feed(&mut engine(), log).closed);
                 for w in expected.values() {
-                    for list in &w.top {
+                    for list in &w.lists() {
                         prop_assert!(list.iter().all(|(_, n)| *n <= w.messages));
                     }
                 }

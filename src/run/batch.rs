@@ -310,7 +310,7 @@ impl Sinks {
                 stream: &self.streams[usize::from(c.stream)].0,
                 group: &c.group,
                 window_end: c.window_end,
-                terms: &c.top[Category::Term.index()],
+                terms: c.top(Category::Term),
             })
             .collect();
         let writing = Instant::now();

@@ -28,7 +28,7 @@ use crate::decode::DecodeError;
 use crate::engine::{fnv1a_from, FNV1A_OFFSET};
 use crate::extract::Category;
 use crate::redact;
-use crate::window::ClosedWindow;
+use crate::window::{ClosedWindow, List};
 
 /// `err` from creating a client with `properties`, with the values of secret properties
 /// hidden: librdkafka names the value it refuses, and may quote others.
@@ -100,14 +100,24 @@ pub struct WindowRecord<'a> {
     pub window_start: i64,
     pub window_end: i64,
     pub messages: u64,
-    pub top_terms: &'a [(String, u64)],
-    pub hashtags: &'a [(String, u64)],
-    pub mentions: &'a [(String, u64)],
-    pub urls: &'a [(String, u64)],
-    pub emails: &'a [(String, u64)],
-    pub keywords: &'a [(String, u64)],
+    pub top_terms: Listed<'a>,
+    pub hashtags: Listed<'a>,
+    pub mentions: Listed<'a>,
+    pub urls: Listed<'a>,
+    pub emails: Listed<'a>,
+    pub keywords: Listed<'a>,
     /// Per list, the most a listed count may be below the true one: 0 when exact.
     pub errors: ListErrors,
+}
+
+/// A top-K list of a [`WindowRecord`]: `[[item, count], ...]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Listed<'a>(pub List<'a>);
+
+impl Serialize for Listed<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0)
+    }
 }
 
 /// Per list of a [`WindowRecord`], the most a listed count may be below the true one.
@@ -123,7 +133,7 @@ pub struct ListErrors {
 
 impl<'a> WindowRecord<'a> {
     pub fn new(stream: &'a str, w: &'a ClosedWindow) -> Self {
-        let list = |c: Category| w.top[c.index()].as_slice();
+        let list = |c: Category| Listed(w.top(c));
         let error = |c: Category| w.error[c.index()];
         WindowRecord {
             stream,
@@ -527,6 +537,41 @@ fn log_skipped(topic: &str, key: Option<&[u8]>, err: &KafkaError) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_window_record_lists_each_category_as_items_and_counts() {
+        use crate::window::{Budget, PartitionWindows, WindowSpec};
+        let spec = WindowSpec {
+            width: 20,
+            slide: 10,
+            out_of_orderness: 0,
+        };
+        let mut w = PartitionWindows::new(0, spec, 10, Budget::UNBOUNDED);
+        let mut closed = Vec::new();
+        let words = |c: &mut crate::window::Counts| {
+            for (category, item) in [
+                (Category::Term, "词"),
+                (Category::Mention, "@x"),
+                (Category::Term, "a\"b"),
+                (Category::Term, "词"),
+                (Category::Keyword, "k"),
+            ] {
+                c.add(category, item);
+            }
+        };
+        w.record("r1", 1, 0, words, &mut closed);
+        w.record("r1", 25, 1, |_| {}, &mut closed);
+        let record = WindowRecord::new("danmu", &closed[0]);
+        let json: serde_json::Value = serde_json::to_value(&record).unwrap();
+        assert_eq!(
+            json["top_terms"],
+            serde_json::json!([["词", 2], ["a\"b", 1]])
+        );
+        assert_eq!(json["hashtags"], serde_json::json!([]));
+        assert_eq!(json["mentions"], serde_json::json!([["@x", 1]]));
+        assert_eq!(json["keywords"], serde_json::json!([["k", 1]]));
+        assert_eq!(record.key(), "danmu:r1:-10");
+    }
 
     #[test]
     fn refusals_are_told_from_failures_that_may_pass() {

@@ -13,6 +13,7 @@ use redis::Script;
 use super::{in_flight, key_part, Connection};
 use crate::config::RedisConfig;
 use crate::sink::SinkError;
+use crate::window::List;
 
 static LEADERBOARD: LazyLock<Script> = LazyLock::new(|| Script::new(LEADERBOARD_LUA));
 
@@ -36,7 +37,7 @@ pub struct Leaderboard<'a> {
     pub stream: &'a str,
     pub group: &'a str,
     pub window_end: i64,
-    pub terms: &'a [(String, u64)],
+    pub terms: List<'a>,
 }
 
 /// The leaderboards of every group.
@@ -85,7 +86,7 @@ impl Leaderboards {
             .arg(board.window_end)
             .arg(self.ttl_ms);
         for (term, n) in board.terms {
-            call.arg(*n).arg(term.as_str());
+            call.arg(n).arg(term);
         }
         call.invoke_async(&mut conn).await
     }

@@ -139,12 +139,12 @@ mod tests {
             [0; Category::COUNT],
             "the small summary is not cut"
         );
-        assert!(quiet.top[0].iter().all(|(_, n)| *n == 200));
+        assert!(quiet.lists()[0].iter().all(|(_, n)| *n == 200));
         let busy = first("busy");
         assert!(busy.error[0] > 0 && busy.error[0] <= 2 * 2_000 / 5);
         // Held from the start, the heavy item keeps its exact count.
-        assert_eq!(busy.top[0][0], ("hot".to_owned(), 500));
-        assert!(busy.top[0][1..].iter().all(|(_, n)| *n == 1));
+        assert_eq!(busy.lists()[0][0], ("hot", 500));
+        assert!(busy.lists()[0][1..].iter().all(|(_, n)| *n == 1));
     }
 
     #[test]

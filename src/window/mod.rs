@@ -172,12 +172,83 @@ pub struct ClosedWindow {
     pub window_start: i64,
     pub window_end: i64,
     pub messages: u64,
-    /// Top-K `(item, count)` per [`Category`], by count descending then item ascending.
-    pub top: [Vec<(String, u64)>; Category::COUNT],
+    /// Top-K `(item, count)` per [`Category`]: see [`ClosedWindow::top`].
+    lists: Lists,
     /// Per [`Category`], the most a listed count may be below the true one (counts are never
     /// above it): 0 when they are exact.
     pub error: [u64; Category::COUNT],
 }
+
+impl ClosedWindow {
+    /// The top-K `(item, count)` of `category`, by count descending then item ascending.
+    pub fn top(&self, category: Category) -> List<'_> {
+        let Lists { text, items, ends } = &self.lists;
+        let c = category.index();
+        let first = if c == 0 { 0 } else { ends[c - 1] };
+        List {
+            text,
+            from: first.checked_sub(1).map_or(0, |last| items[last].0),
+            items: &items[first..ends[c]],
+        }
+    }
+}
+
+/// The top-K lists of every category of a window in two allocations (a window has many
+/// short items): their text one after another, and per item where its text ends and its
+/// count, category after category.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Lists {
+    text: String,
+    items: Vec<(usize, u64)>,
+    /// Where each category's items end in `items`.
+    ends: [usize; Category::COUNT],
+}
+
+impl Lists {
+    fn push(&mut self, item: &str, count: u64) {
+        self.text.push_str(item);
+        self.items.push((self.text.len(), count));
+    }
+
+    /// Ends the list of `category`: every earlier category's list is ended already.
+    fn end(&mut self, category: usize) {
+        self.ends[category] = self.items.len();
+    }
+}
+
+/// One category's top-K `(item, count)` of a [`ClosedWindow`].
+#[derive(Debug, Clone, Copy)]
+pub struct List<'a> {
+    text: &'a str,
+    /// Where the next item's text starts.
+    from: usize,
+    items: &'a [(usize, u64)],
+}
+
+#[cfg(test)]
+impl ClosedWindow {
+    /// Every category's list, by [`Category::index`].
+    pub fn lists(&self) -> Vec<Vec<(&str, u64)>> {
+        Category::ALL.map(|c| self.top(c).collect()).into()
+    }
+}
+
+impl<'a> Iterator for List<'a> {
+    type Item = (&'a str, u64);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (&(end, count), rest) = self.items.split_first()?;
+        let item = &self.text[self.from..end];
+        (self.from, self.items) = (end, rest);
+        Some((item, count))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.items.len(), Some(self.items.len()))
+    }
+}
+
+impl ExactSizeIterator for List<'_> {}
 
 /// Window state of one partition.
 #[derive(Debug)]
@@ -443,42 +514,16 @@ impl PartitionWindows {
         scratch
             .panes
             .extend(panes.range(start, end).map(|(_, c)| c));
-        let panes = &scratch.panes;
+        let Merge { panes, sum, top } = scratch;
         let present = panes.iter().fold(0, |bits, counts| bits | counts.present);
-        let mut top: [Vec<(String, u64)>; Category::COUNT] = Default::default();
+        let mut lists = Lists::default();
         let mut error = [0; Category::COUNT];
-        for (category, (top, error)) in top.iter_mut().zip(&mut error).enumerate() {
-            if present & (1 << category) == 0 {
-                continue; // No pane of the window counted an item of this category.
+        for (category, error) in error.iter_mut().enumerate() {
+            if present & (1 << category) != 0 {
+                // Else no pane of the window counted an item of this category.
+                *error = merge_category(panes, category, self.top_k, (sum, top), &mut lists);
             }
-            let summaries = || panes.iter().map(|counts| &counts.items[category]);
-            let cut: u64 = summaries().map(|s| u64::from(s.error())).sum();
-            let mut holding = summaries().filter(|s| !s.is_empty());
-            if let (Some(only), None, 0) = (holding.next(), holding.next(), cut) {
-                // One pane holds the category, exactly: its counts are the window's.
-                *top = top_k(
-                    only.iter().map(|(item, n, _)| (item, u64::from(n))),
-                    self.top_k,
-                );
-                continue;
-            }
-            // Drained into the top list each time: empty here.
-            let sum = &mut scratch.sum;
-            for summary in summaries() {
-                for (item, n, _) in summary.iter() {
-                    *sum.entry(item).or_default() += u64::from(n);
-                }
-            }
-            *top = top_k(sum.drain(), self.top_k);
-            if cut > 0 {
-                // A listed item's error is the sum, over the window's panes, of its own error
-                // where it is held and of the pane's cut where it is not.
-                *error = top
-                    .iter()
-                    .map(|(item, _)| summaries().map(|s| u64::from(s.estimate(item).1)).sum())
-                    .max()
-                    .unwrap_or(0);
-            }
+            lists.end(category);
         }
         ClosedWindow {
             stream: self.stream,
@@ -486,30 +531,77 @@ impl PartitionWindows {
             window_start: start,
             window_end: end,
             messages: panes.iter().map(|counts| counts.messages).sum(),
-            top,
+            lists,
             error,
         }
     }
 }
 
-/// What merging a window's panes reuses from one window to the next: its panes' counts, and
-/// the sums of one category.
+/// Lists the top `k` items of `category` over `panes` in `lists`; returns the most a listed
+/// count may be below the true one.
+fn merge_category<'s>(
+    panes: &[&'s Counts],
+    category: usize,
+    k: usize,
+    (sum, top): (&mut Map<&'s str, u64>, &mut Vec<(&'s str, u64)>),
+    lists: &mut Lists,
+) -> u64 {
+    let summaries = || panes.iter().map(|counts| &counts.items[category]);
+    let cut: u64 = summaries().map(|s| u64::from(s.error())).sum();
+    top.clear();
+    let mut holding = summaries().filter(|s| !s.is_empty());
+    if let (Some(only), None, 0) = (holding.next(), holding.next(), cut) {
+        // One pane holds the category, exactly: its counts are the window's.
+        top.extend(only.iter().map(|(item, n, _)| (item, u64::from(n))));
+    } else {
+        // Drained into the top list each time: empty here.
+        for summary in summaries() {
+            for (item, n, _) in summary.iter() {
+                *sum.entry(item).or_default() += u64::from(n);
+            }
+        }
+        top.extend(sum.drain());
+    }
+    keep_top(top, k);
+    top.iter().for_each(|&(item, n)| lists.push(item, n));
+    if cut == 0 {
+        return 0;
+    }
+    // A listed item's error is the sum, over the window's panes, of its own error where it
+    // is held and of the pane's cut where it is not.
+    top.iter()
+        .map(|(item, _)| summaries().map(|s| u64::from(s.estimate(item).1)).sum())
+        .max()
+        .unwrap_or(0)
+}
+
+/// What merging a window's panes reuses from one window to the next: its panes' counts, the
+/// sums of one category and its top list.
 #[derive(Default)]
 struct Merge<'s> {
     panes: Vec<&'s Counts>,
     sum: Map<&'s str, u64>,
+    top: Vec<(&'s str, u64)>,
 }
 
 /// The `k` largest of `counts` (each item once), by count descending then item ascending.
-pub fn top_k<'a>(counts: impl IntoIterator<Item = (&'a str, u64)>, k: usize) -> Vec<(String, u64)> {
+pub fn top_k<'a>(
+    counts: impl IntoIterator<Item = (&'a str, u64)>,
+    k: usize,
+) -> Vec<(&'a str, u64)> {
     let mut all: Vec<(&str, u64)> = counts.into_iter().collect();
+    keep_top(&mut all, k);
+    all
+}
+
+/// Keeps the `k` largest of `all` (each item once), by count descending then item ascending.
+fn keep_top(all: &mut Vec<(&str, u64)>, k: usize) {
     let order = |a: &(&str, u64), b: &(&str, u64)| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0));
     if all.len() > k {
         all.select_nth_unstable_by(k, order);
         all.truncate(k);
     }
     all.sort_unstable_by(order);
-    all.into_iter().map(|(s, n)| (s.to_owned(), n)).collect()
 }
 
 #[cfg(test)]
@@ -592,7 +684,7 @@ mod tests {
         // Watermark 10: it closes, holding only the first record.
         let (_, closed) = feed(&mut w, "a", 15, &["y"]);
         assert_eq!(summary(&closed), vec![("a".into(), -50, 10, 1)]);
-        assert_eq!(closed[0].top[0], vec![("x".to_owned(), 1)]);
+        assert_eq!(closed[0].lists()[0], vec![("x", 1)]);
     }
 
     #[test]
@@ -637,13 +729,13 @@ mod tests {
         let (_, closed) = feed(&mut w, "a", 1_000, &[]);
         let late: Vec<i64> = closed
             .iter()
-            .filter(|c| c.top[0].iter().any(|(i, _)| i == "late"))
+            .filter(|c| c.lists()[0].iter().any(|(i, _)| *i == "late"))
             .map(|c| c.window_end)
             .collect();
         assert_eq!(late, vec![100, 110, 120, 130, 140]);
         assert!(closed
             .iter()
-            .all(|c| c.top[0].iter().all(|(i, _)| i != "gone")));
+            .all(|c| c.lists()[0].iter().all(|(i, _)| *i != "gone")));
     }
 
     #[test]
@@ -673,14 +765,7 @@ mod tests {
     #[test]
     fn top_k_orders_by_count_then_item() {
         let counts = HashMap::from([("b", 2), ("a", 2), ("c", 5), ("d", 1)]);
-        assert_eq!(
-            top_k(counts, 3),
-            vec![
-                ("c".to_owned(), 5),
-                ("a".to_owned(), 2),
-                ("b".to_owned(), 2)
-            ]
-        );
+        assert_eq!(top_k(counts, 3), vec![("c", 5), ("a", 2), ("b", 2)]);
     }
 
     fn capped(max_items: usize) -> Budget {
@@ -717,7 +802,7 @@ mod tests {
             &records,
         );
         assert_eq!(capped, uncapped);
-        assert!(capped.iter().any(|c| c.top[0].len() == 18));
+        assert!(capped.iter().any(|c| c.lists()[0].len() == 18));
         assert!(capped.iter().all(|c| c.error == [0; Category::COUNT]));
     }
 
@@ -739,12 +824,12 @@ mod tests {
         let error = window.error[0];
         assert!(error > 0 && error <= 2 * 2_000 / 50, "error {error}");
         // Held from the start, the heavy hitter keeps its exact count.
-        assert_eq!(window.top[0][0], ("hot".to_owned(), 500));
+        assert_eq!(window.lists()[0][0], ("hot", 500));
         // The six windows that hold the pane agree.
         assert_eq!(closed.len(), 6);
         assert!(closed
             .iter()
-            .all(|c| c.top == window.top && c.error == window.error));
+            .all(|c| c.lists() == window.lists() && c.error == window.error));
     }
 
     /// When the caller takes the windows that `record` closed, and what it asks the windows

@@ -234,6 +234,46 @@ async fn a_consumer_that_keeps_up_sends_each_record_on_without_waiting_for_a_ful
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_redis_that_lost_the_leaderboard_script_is_given_it_again() {
+    // Leaderboards are written by a script called by its SHA1: a Redis that forgot the script
+    // (restarted, or flushed) answers NOSCRIPT until it is given the script again.
+    let config = config(
+        "[window]\nwidth = \"10s\"\nslide = \"10s\"\nout_of_orderness = \"0s\"\n[streams.text]\nenabled = false",
+    );
+    create_topics(&config, 1).await;
+    let brokers = config.kafka().brokers.clone();
+    let topic = config.streams()["danmu"].topic.clone();
+    let p = producer(&brokers);
+    let mut r = redis(&config.redis().url).await;
+    let board = format!("{}hot:danmu:r1", config.redis().key_prefix);
+    let running = start(config.clone());
+    // Each record closes the window of the one before.
+    for (ts, text, listed) in [
+        (T + 1_000, "主播", None),
+        (T + 11_000, "晚上", Some("主播")),
+        (T + 21_000, "主播", Some("晚上")),
+    ] {
+        produce(&p, &topic, 0, "r1", &danmu("r1", ts, text), &[]).await;
+        let Some(listed) = listed else { continue };
+        eventually("the leaderboard of the window closed", || {
+            let (mut r, board) = (r.clone(), board.clone());
+            async move {
+                let top: Vec<(String, u64)> = r.zrevrange_withscores(&board, 0, -1).await.unwrap();
+                top == vec![(listed.to_owned(), 1)]
+            }
+        })
+        .await;
+        let flushed: String = redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async(&mut r)
+            .await
+            .unwrap();
+        assert_eq!(flushed, "OK");
+    }
+    running.stop().await.expect("clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn posts_group_by_source_and_danmu_over_partitions_with_numeric_rooms() {
     let config = config(
         "[window]\nwidth = \"10s\"\nslide = \"10s\"\nout_of_orderness = \"0s\"\n[output]\ntop_k = 10\n[extract]\nwatch_keywords = [\"退款\"]",

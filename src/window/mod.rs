@@ -193,6 +193,14 @@ impl ClosedWindow {
     }
 }
 
+#[cfg(test)]
+impl ClosedWindow {
+    /// Every category's list, by [`Category::index`].
+    pub fn lists(&self) -> Vec<Vec<(&str, u64)>> {
+        Category::ALL.map(|c| self.top(c).collect()).into()
+    }
+}
+
 /// The top-K lists of every category of a window in two allocations (a window has many
 /// short items): their text one after another, and per item where its text ends and its
 /// count, category after category.
@@ -223,14 +231,6 @@ pub struct List<'a> {
     /// Where the next item's text starts.
     from: usize,
     items: &'a [(usize, u64)],
-}
-
-#[cfg(test)]
-impl ClosedWindow {
-    /// Every category's list, by [`Category::index`].
-    pub fn lists(&self) -> Vec<Vec<(&str, u64)>> {
-        Category::ALL.map(|c| self.top(c).collect()).into()
-    }
 }
 
 impl<'a> Iterator for List<'a> {

@@ -203,12 +203,18 @@ async fn danmu_windows_reach_kafka_and_redis_with_exact_counts() {
     running.stop().await.expect("clean stop");
 }
 
+/// Danmu only, in 10 s windows that do not overlap and close at the first record past them;
+/// `more` is added to the configuration.
+fn tumbling_danmu(more: &str) -> trendstream::config::Config {
+    config(&format!(
+        "{more}\n[window]\nwidth = \"10s\"\nslide = \"10s\"\nout_of_orderness = \"0s\"\n[streams.text]\nenabled = false"
+    ))
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_consumer_that_keeps_up_sends_each_record_on_without_waiting_for_a_full_batch() {
     // A batch would wait an hour for company: it ends when nothing more is waiting instead.
-    let config = config(
-        "[batch]\nmax_wait = \"1h\"\n[window]\nwidth = \"10s\"\nslide = \"10s\"\nout_of_orderness = \"0s\"\n[streams.text]\nenabled = false",
-    );
+    let config = tumbling_danmu("[batch]\nmax_wait = \"1h\"");
     create_topics(&config, 1).await;
     let brokers = config.kafka().brokers.clone();
     let topic = config.streams()["danmu"].topic.clone();
@@ -237,9 +243,7 @@ async fn a_consumer_that_keeps_up_sends_each_record_on_without_waiting_for_a_ful
 async fn a_redis_that_lost_the_leaderboard_script_is_given_it_again() {
     // Leaderboards are written by a script called by its SHA1: a Redis that forgot the script
     // (restarted, or flushed) answers NOSCRIPT until it is given the script again.
-    let config = config(
-        "[window]\nwidth = \"10s\"\nslide = \"10s\"\nout_of_orderness = \"0s\"\n[streams.text]\nenabled = false",
-    );
+    let config = tumbling_danmu("");
     create_topics(&config, 1).await;
     let brokers = config.kafka().brokers.clone();
     let topic = config.streams()["danmu"].topic.clone();

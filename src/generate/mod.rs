@@ -242,7 +242,10 @@ async fn send<'a>(
         settle_oldest(in_flight).await?;
     }
     let record = FutureRecord::to(topic).key(key).payload(payload);
-    match send_queued(in_flight, |_| producer, settle_oldest, record).await? {
+    // librdkafka gives a refused record back whole.
+    #[allow(clippy::result_large_err)]
+    let send = |_: &InFlight<'a>, record| producer.send_result(record);
+    match send_queued(in_flight, send, settle_oldest, record).await? {
         Queued::Sent(delivery) => {
             in_flight.push_back((topic, delivery));
             Ok(())

@@ -14,11 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders, ToBytes};
-use rdkafka::producer::{
-    BaseRecord, DeliveryFuture, DeliveryResult, FutureProducer, FutureRecord, Producer,
-    ProducerContext, ThreadedProducer,
-};
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
 use serde::Serialize;
 
@@ -158,15 +155,9 @@ impl<'a> WindowRecord<'a> {
         }
     }
 
-    /// `<stream>:<group>:<window_start>`: the window's identity. A window written again (after
-    /// a crash or a move) has the same key and the same value.
-    pub fn key(&self) -> String {
-        let mut key = String::new();
-        self.write_key(&mut key);
-        key
-    }
-
-    /// Appends [`key`](Self::key) to `out`.
+    /// Appends the record's key, `<stream>:<group>:<window_start>`, to `out`: the window's
+    /// identity. A window written again (after a crash or a move) has the same key and the
+    /// same value.
     pub fn write_key(&self, out: &mut String) {
         use std::fmt::Write;
         write!(out, "{}:{}:{}", self.stream, self.group, self.window_start)
@@ -416,37 +407,30 @@ impl KafkaSink {
         std::mem::take(&mut self.deliveries.state().skipped)
     }
 
-    /// Hands `record` to librdkafka. While its queue is full, awaits every outstanding
-    /// delivery (or [`QUEUE_FULL_PAUSE`] when none is outstanding) and tries again. A record
+    /// Hands `record` to librdkafka ([`send_queued`]: waits while its queue is full). A record
     /// refused for good is counted, logged and skipped.
-    async fn enqueue(&self, mut record: BaseRecord<'_, [u8], [u8]>) -> Result<(), SinkError> {
-        loop {
-            // Counted first: its report may come before `send` returns.
-            self.deliveries.state().outstanding += 1;
-            let (source, back) = match self.producer.send(record) {
-                Ok(()) => return Ok(()),
-                Err(refused) => refused,
-            };
-            self.deliveries.state().outstanding -= 1;
-            match source {
-                KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => {
-                    record = back;
-                    if !self.deliveries.settle().await? {
-                        tokio::time::sleep(QUEUE_FULL_PAUSE).await;
-                    }
-                }
-                source if is_refusal(&source) => {
-                    self.deliveries.state().skipped += 1;
-                    log_skipped(back.topic, back.key, &source);
-                    return Ok(());
-                }
-                source => {
-                    return Err(SinkError::KafkaProduce {
-                        topic: back.topic.to_owned(),
-                        source,
-                    })
-                }
+    async fn enqueue(&self, record: BaseRecord<'_, [u8], [u8]>) -> Result<(), SinkError> {
+        let settle = async |sink: &mut &KafkaSink| sink.deliveries.settle().await;
+        // Counted as outstanding first: its report may come before `send` returns. (librdkafka
+        // gives a refused record back whole.)
+        #[allow(clippy::result_large_err)]
+        let send = |sink: &&KafkaSink, record| {
+            sink.deliveries.state().outstanding += 1;
+            let sent = sink.producer.send(record);
+            sink.deliveries.state().outstanding -= u64::from(sent.is_err());
+            sent
+        };
+        match send_queued(&mut &*self, send, settle, record).await? {
+            Queued::Sent(()) => Ok(()),
+            Queued::Failed(source, back) if is_refusal(&source) => {
+                self.deliveries.state().skipped += 1;
+                log_skipped(back.topic, back.key, &source);
+                Ok(())
             }
+            Queued::Failed(source, back) => Err(SinkError::KafkaProduce {
+                topic: back.topic.to_owned(),
+                source,
+            }),
         }
     }
 
@@ -464,33 +448,28 @@ impl KafkaSink {
 }
 
 /// What became of a record handed to librdkafka by [`send_queued`].
-pub enum Queued<'r, K: ToBytes + ?Sized, P: ToBytes + ?Sized> {
-    /// In librdkafka's queue: the delivery is yet to be awaited.
-    Sent(DeliveryFuture),
+pub enum Queued<T, R> {
+    /// In librdkafka's queue: what the send gave back (a delivery to await, or nothing).
+    Sent(T),
     /// Refused for another reason than a full queue: the error and the record.
-    Failed(KafkaError, FutureRecord<'r, K, P>),
+    Failed(KafkaError, R),
 }
 
 /// How long to pause before trying again when the queue is full and `settle` awaited nothing.
 const QUEUE_FULL_PAUSE: Duration = Duration::from_millis(5);
 
-/// Hands `record` to the producer that `producer` finds in `state`. While librdkafka's local
-/// queue is full, awaits outstanding deliveries with `settle` and tries again: at once when
-/// `settle` says it awaited some, after [`QUEUE_FULL_PAUSE`] when not. An error of `settle`
-/// ends the attempt.
-pub async fn send_queued<'r, S, K, P, E>(
+/// Hands `record` to librdkafka with `send`. While librdkafka's local queue is full, awaits
+/// outstanding deliveries with `settle` and tries again: at once when `settle` says it awaited
+/// some, after [`QUEUE_FULL_PAUSE`] when not. An error of `settle` ends the attempt.
+pub async fn send_queued<S, R, T, E>(
     state: &mut S,
-    producer: impl Fn(&S) -> &FutureProducer,
+    send: impl Fn(&S, R) -> Result<T, (KafkaError, R)>,
     mut settle: impl AsyncFnMut(&mut S) -> Result<bool, E>,
-    mut record: FutureRecord<'r, K, P>,
-) -> Result<Queued<'r, K, P>, E>
-where
-    K: ToBytes + ?Sized,
-    P: ToBytes + ?Sized,
-{
+    mut record: R,
+) -> Result<Queued<T, R>, E> {
     loop {
-        match producer(state).send_result(record) {
-            Ok(delivery) => return Ok(Queued::Sent(delivery)),
+        match send(state, record) {
+            Ok(sent) => return Ok(Queued::Sent(sent)),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                 record = back;
                 if !settle(state).await? {
@@ -570,7 +549,9 @@ mod tests {
         assert_eq!(json["hashtags"], serde_json::json!([]));
         assert_eq!(json["mentions"], serde_json::json!([["@x", 1]]));
         assert_eq!(json["keywords"], serde_json::json!([["k", 1]]));
-        assert_eq!(record.key(), "danmu:r1:-10");
+        let mut key = String::new();
+        record.write_key(&mut key);
+        assert_eq!(key, "danmu:r1:-10");
     }
 
     #[test]

@@ -590,6 +590,14 @@ max_wait = "50ms"
     Config::from_toml(&merged).unwrap_or_else(|e| panic!("test config: {e}\n{merged}"))
 }
 
+/// Danmu only, in 10 s windows that do not overlap and close at the first record past them;
+/// `more` is added to the configuration.
+pub fn tumbling_danmu(more: &str) -> Config {
+    config(&format!(
+        "{more}\n[window]\nwidth = \"10s\"\nslide = \"10s\"\nout_of_orderness = \"0s\"\n[streams.text]\nenabled = false"
+    ))
+}
+
 /// `overlay` laid over `base`, table by table.
 fn merge_toml(base: &str, overlay: &str) -> String {
     fn merge(a: &mut toml::Table, b: toml::Table) {

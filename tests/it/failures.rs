@@ -20,7 +20,7 @@ pub(crate) fn danmu(room: &str, ts: i64, text: &str) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_records_of_every_kind_are_dead_lettered_and_the_stream_goes_on() {
-    let config = config("[input]\nmax_message_bytes = 200\n[streams.text]\nenabled = false\n[window]\nwidth = \"10s\"\nslide = \"10s\"\nout_of_orderness = \"0s\"");
+    let config = tumbling_danmu("[input]\nmax_message_bytes = 200");
     create_topics(&config, 1).await;
     let brokers = config.kafka().brokers.clone();
     let topic = config.streams()["danmu"].topic.clone();
@@ -107,8 +107,8 @@ async fn bad_records_of_every_kind_are_dead_lettered_and_the_stream_goes_on() {
 async fn offsets_wait_for_redis_to_acknowledge() {
     let port = free_port();
     let redis_url = start_redis(port);
-    let config = config(&format!(
-        "[redis]\nurl = \"{redis_url}\"\n[retry]\ninitial_backoff = \"50ms\"\nmax_backoff = \"200ms\"\n[streams.text]\nenabled = false\n[window]\nwidth = \"10s\"\nslide = \"10s\"\nout_of_orderness = \"0s\""
+    let config = tumbling_danmu(&format!(
+        "[redis]\nurl = \"{redis_url}\"\n[retry]\ninitial_backoff = \"50ms\"\nmax_backoff = \"200ms\""
     ));
     create_topics(&config, 1).await;
     let brokers = config.kafka().brokers.clone();

@@ -203,14 +203,6 @@ async fn danmu_windows_reach_kafka_and_redis_with_exact_counts() {
     running.stop().await.expect("clean stop");
 }
 
-/// Danmu only, in 10 s windows that do not overlap and close at the first record past them;
-/// `more` is added to the configuration.
-fn tumbling_danmu(more: &str) -> trendstream::config::Config {
-    config(&format!(
-        "{more}\n[window]\nwidth = \"10s\"\nslide = \"10s\"\nout_of_orderness = \"0s\"\n[streams.text]\nenabled = false"
-    ))
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_consumer_that_keeps_up_sends_each_record_on_without_waiting_for_a_full_batch() {
     // A batch would wait an hour for company: it ends when nothing more is waiting instead.

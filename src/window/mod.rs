@@ -514,15 +514,24 @@ impl PartitionWindows {
         scratch
             .panes
             .extend(panes.range(start, end).map(|(_, c)| c));
-        let Merge { panes, sum, top } = scratch;
+        let Merge { panes, sum, tops } = scratch;
         let present = panes.iter().fold(0, |bits, counts| bits | counts.present);
-        let mut lists = Lists::default();
         let mut error = [0; Category::COUNT];
         for (category, error) in error.iter_mut().enumerate() {
             if present & (1 << category) != 0 {
                 // Else no pane of the window counted an item of this category.
-                *error = merge_category(panes, category, self.top_k, (sum, top), &mut lists);
+                *error = merge_category(panes, category, self.top_k, sum, &mut tops[category]);
             }
+        }
+        // Each of the two allocations made once, at its size.
+        let listed = || tops.iter().flatten();
+        let mut lists = Lists {
+            text: String::with_capacity(listed().map(|(item, _)| item.len()).sum()),
+            items: Vec::with_capacity(listed().count()),
+            ends: [0; Category::COUNT],
+        };
+        for (category, top) in tops.iter_mut().enumerate() {
+            top.drain(..).for_each(|(item, n)| lists.push(item, n));
             lists.end(category);
         }
         ClosedWindow {
@@ -537,14 +546,14 @@ impl PartitionWindows {
     }
 }
 
-/// Lists the top `k` items of `category` over `panes` in `lists`; returns the most a listed
+/// Leaves the top `k` items of `category` over `panes` in `top`; returns the most a listed
 /// count may be below the true one.
 fn merge_category<'s>(
     panes: &[&'s Counts],
     category: usize,
     k: usize,
-    (sum, top): (&mut Map<&'s str, u64>, &mut Vec<(&'s str, u64)>),
-    lists: &mut Lists,
+    sum: &mut Map<&'s str, u64>,
+    top: &mut Vec<(&'s str, u64)>,
 ) -> u64 {
     let summaries = || panes.iter().map(|counts| &counts.items[category]);
     let cut: u64 = summaries().map(|s| u64::from(s.error())).sum();
@@ -563,7 +572,6 @@ fn merge_category<'s>(
         top.extend(sum.drain());
     }
     keep_top(top, k);
-    top.iter().for_each(|&(item, n)| lists.push(item, n));
     if cut == 0 {
         return 0;
     }
@@ -576,12 +584,12 @@ fn merge_category<'s>(
 }
 
 /// What merging a window's panes reuses from one window to the next: its panes' counts, the
-/// sums of one category and its top list.
+/// sums of one category and the top list of each.
 #[derive(Default)]
 struct Merge<'s> {
     panes: Vec<&'s Counts>,
     sum: Map<&'s str, u64>,
-    top: Vec<(&'s str, u64)>,
+    tops: [Vec<(&'s str, u64)>; Category::COUNT],
 }
 
 /// The `k` largest of `counts` (each item once), by count descending then item ascending.

@@ -6,9 +6,10 @@
 //! both keys in one cluster slot. Writing a window twice changes nothing.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::sync::LazyLock;
 
-use redis::Script;
+use redis::{Cmd, ErrorKind, Script, ServerErrorKind};
 
 use super::{in_flight, key_part, Connection};
 use crate::config::RedisConfig;
@@ -58,11 +59,6 @@ impl Leaderboards {
         }
     }
 
-    /// The key of a group's leaderboard.
-    pub fn key(&self, stream: &str, group: &str) -> String {
-        leaderboard_key(&self.key_prefix, stream, group)
-    }
-
     /// Writes each group's latest window among `boards`, unless a window as new or newer is
     /// there already.
     pub async fn write(&self, boards: &[Leaderboard<'_>]) -> Result<(), SinkError> {
@@ -73,33 +69,71 @@ impl Leaderboards {
                 *slot = board;
             }
         }
-        let writes = latest.into_values().map(|b| self.write_one(b)).collect();
+        let mut keys = (String::new(), String::new());
+        let calls: Vec<Cmd> = latest
+            .into_values()
+            .map(|board| self.call(board, &mut keys))
+            .collect();
+        let writes = calls.iter().map(|call| self.send(call)).collect();
         in_flight(writes).await.map_err(SinkError::RedisWrite)?;
         Ok(())
     }
 
-    async fn write_one(&self, board: &Leaderboard<'_>) -> redis::RedisResult<i64> {
-        let mut conn = self.conn.clone();
-        let key = self.key(board.stream, board.group);
-        let mut call = LEADERBOARD.key(&key);
-        call.key(format!("{{{key}}}:window"))
+    /// The script call that writes `board`, built in one go (`keys` are buffers for its two
+    /// keys): a leaderboard's arguments are many short strings.
+    fn call(&self, board: &Leaderboard<'_>, (key, fence): &mut (String, String)) -> Cmd {
+        key.clear();
+        write_leaderboard_key(key, &self.key_prefix, board.stream, board.group);
+        fence.clear();
+        let _ = write!(fence, "{{{key}}}:window");
+        let items: usize = board.terms.map(|(term, _)| term.len() + 20).sum();
+        let mut call = Cmd::with_capacity(
+            6 + 2 * board.terms.len(),
+            LEADERBOARD.get_hash().len() + 2 * key.len() + 50 + items,
+        );
+        call.arg("EVALSHA")
+            .arg(LEADERBOARD.get_hash())
+            .arg(2)
+            .arg(key.as_str())
+            .arg(fence.as_str())
             .arg(board.window_end)
             .arg(self.ttl_ms);
         for (term, n) in board.terms {
             call.arg(n).arg(term);
         }
-        call.invoke_async(&mut conn).await
+        call
+    }
+
+    /// Sends a script call; where Redis does not know the script (a restart, a new cluster
+    /// node), gives it the script and sends the call again.
+    async fn send(&self, call: &Cmd) -> redis::RedisResult<i64> {
+        let mut conn = self.conn.clone();
+        match call.query_async(&mut conn).await {
+            Err(err) if err.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                LEADERBOARD.load_async(&mut conn).await?;
+                call.query_async(&mut conn).await
+            }
+            answer => answer,
+        }
     }
 }
 
 /// `<prefix>hot:<stream>:<group>`, each part through [`key_part`].
 pub fn leaderboard_key(prefix: &str, stream: &str, group: &str) -> String {
-    format!(
+    let mut key = String::new();
+    write_leaderboard_key(&mut key, prefix, stream, group);
+    key
+}
+
+/// Appends [`leaderboard_key`] to `out`.
+fn write_leaderboard_key(out: &mut String, prefix: &str, stream: &str, group: &str) {
+    let _ = write!(
+        out,
         "{}hot:{}:{}",
         key_part(prefix),
         key_part(stream),
         key_part(group)
-    )
+    );
 }
 
 #[cfg(test)]

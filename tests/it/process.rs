@@ -220,6 +220,40 @@ async fn sigterm_commits_leaves_the_group_and_exits_zero() {
     assert_eq!(members, 0);
 }
 
+/// Whether the kernel gives process `pid` transparent huge pages, as its status says.
+#[cfg(target_os = "linux")]
+fn huge_pages_enabled(pid: u32) -> Option<bool> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("THP_enabled:"))?;
+    Some(line.trim_end().ends_with('1'))
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_running_instance_turns_transparent_huge_pages_off_for_itself() {
+    // What the instance starts with: this process's setting, inherited.
+    assert_eq!(
+        huge_pages_enabled(std::process::id()),
+        Some(true),
+        "the test process has huge pages off already: the test would show nothing"
+    );
+    let config = config("[streams.text]\nenabled = false");
+    create_topics(&config, 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let child = spawn_run(&config, dir.path(), &[]);
+    let pid = child.id();
+    eventually("huge pages off in the instance", || async {
+        huge_pages_enabled(pid) == Some(false)
+    })
+    .await;
+    Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    let out = wait_exit(child).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn missing_topic_stops_start_up_naming_the_key() {
     let config = config("[streams.text]\nenabled = false");

@@ -163,6 +163,15 @@ pub(crate) async fn wait_exit(child: std::process::Child) -> Output {
     .unwrap()
 }
 
+/// Asks `child` to stop (SIGTERM) and waits until it has: how it ended and what it printed.
+async fn stop(child: std::process::Child) -> Output {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    wait_exit(child).await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_commits_leaves_the_group_and_exits_zero() {
     let config = config("[streams.text]\nenabled = false");
@@ -178,16 +187,11 @@ async fn sigterm_commits_leaves_the_group_and_exits_zero() {
 
     let dir = tempfile::tempdir().unwrap();
     let child = spawn_run(&config, dir.path(), &["--json-logs"]);
-    let pid = child.id();
     eventually("all records committed", || async {
         committed(&brokers, &group, &topic, 1).await == vec![Some(20)]
     })
     .await;
-    Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    let out = wait_exit(child).await;
+    let out = stop(child).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 
     // Logs are JSON lines; every batch is logged with its counts, and the group is left.
@@ -246,11 +250,7 @@ async fn a_running_instance_turns_transparent_huge_pages_off_for_itself() {
         huge_pages_enabled(pid) == Some(false)
     })
     .await;
-    Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    let out = wait_exit(child).await;
+    let out = stop(child).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
 

@@ -417,7 +417,9 @@ impl KafkaSink {
         let send = |sink: &&KafkaSink, record| {
             sink.deliveries.state().outstanding += 1;
             let sent = sink.producer.send(record);
-            sink.deliveries.state().outstanding -= u64::from(sent.is_err());
+            if sent.is_err() {
+                sink.deliveries.state().outstanding -= 1;
+            }
             sent
         };
         match send_queued(&mut &*self, send, settle, record).await? {

@@ -85,11 +85,12 @@ impl Leaderboards {
         key.clear();
         write_leaderboard_key(key, &self.key_prefix, board.stream, board.group);
         fence.clear();
-        let _ = write!(fence, "{{{key}}}:window");
+        write!(fence, "{{{key}}}:window").expect("writing to a string cannot fail");
+        // Seven arguments, then a count (at most 20 digits) and a term per item.
         let items: usize = board.terms.map(|(term, _)| term.len() + 20).sum();
         let mut call = Cmd::with_capacity(
-            6 + 2 * board.terms.len(),
-            LEADERBOARD.get_hash().len() + 2 * key.len() + 50 + items,
+            7 + 2 * board.terms.len(),
+            LEADERBOARD.get_hash().len() + 2 * key.len() + 60 + items,
         );
         call.arg("EVALSHA")
             .arg(LEADERBOARD.get_hash())
@@ -127,13 +128,14 @@ pub fn leaderboard_key(prefix: &str, stream: &str, group: &str) -> String {
 
 /// Appends [`leaderboard_key`] to `out`.
 fn write_leaderboard_key(out: &mut String, prefix: &str, stream: &str, group: &str) {
-    let _ = write!(
+    write!(
         out,
         "{}hot:{}:{}",
         key_part(prefix),
         key_part(stream),
         key_part(group)
-    );
+    )
+    .expect("writing to a string cannot fail");
 }
 
 #[cfg(test)]

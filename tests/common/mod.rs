@@ -658,6 +658,14 @@ pub async fn create_topics(config: &Config, partitions: i32) {
     create_topic(brokers, &config.kafka().dead_letter_topic, 1).await;
 }
 
+/// [`create_topics`], then what most tests take next: the broker's address and the danmu
+/// topic's name.
+pub async fn danmu_input(config: &Config, partitions: i32) -> (String, String) {
+    create_topics(config, partitions).await;
+    let topic = config.streams()["danmu"].topic.clone();
+    (config.kafka().brokers.clone(), topic)
+}
+
 /// TOML that gives a test its own topics.
 fn own_topics() -> String {
     format!(

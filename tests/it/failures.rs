@@ -21,9 +21,7 @@ pub(crate) fn danmu(room: &str, ts: i64, text: &str) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_records_of_every_kind_are_dead_lettered_and_the_stream_goes_on() {
     let config = tumbling_danmu("[input]\nmax_message_bytes = 200");
-    create_topics(&config, 1).await;
-    let brokers = config.kafka().brokers.clone();
-    let topic = config.streams()["danmu"].topic.clone();
+    let (brokers, topic) = danmu_input(&config, 1).await;
     let p = producer(&brokers);
 
     let long = "长".repeat(100);
@@ -110,9 +108,7 @@ async fn offsets_wait_for_redis_to_acknowledge() {
     let config = tumbling_danmu(&format!(
         "[redis]\nurl = \"{redis_url}\"\n[retry]\ninitial_backoff = \"50ms\"\nmax_backoff = \"200ms\""
     ));
-    create_topics(&config, 1).await;
-    let brokers = config.kafka().brokers.clone();
-    let topic = config.streams()["danmu"].topic.clone();
+    let (brokers, topic) = danmu_input(&config, 1).await;
     let group = config.kafka().group_id.clone();
     let p = producer(&brokers);
 
@@ -155,9 +151,7 @@ async fn a_far_future_record_is_dead_lettered_and_changes_nothing_after_it() {
         "[streams.text]\nenabled = false\n\
          [window]\nwidth = \"10s\"\nslide = \"10s\"\nout_of_orderness = \"0s\"",
     );
-    create_topics(&config, 1).await;
-    let brokers = config.kafka().brokers.clone();
-    let topic = config.streams()["danmu"].topic.clone();
+    let (brokers, topic) = danmu_input(&config, 1).await;
     let p = producer(&brokers);
     // Ten seconds of records; in the middle one from a clock in the year 2477. Produced now, so
     // their Kafka timestamps are today's: T lies behind them, the far-future record ahead.
@@ -205,9 +199,7 @@ async fn records_the_broker_refuses_for_good_are_skipped_counted_and_the_stream_
          [window]\nwidth = \"10s\"\nslide = \"10s\"\nout_of_orderness = \"0s\"\n\
          [http]\nlisten = \"{http}\""
     ));
-    create_topics(&config, 1).await;
-    let brokers = config.kafka().brokers.clone();
-    let topic = config.streams()["danmu"].topic.clone();
+    let (brokers, topic) = danmu_input(&config, 1).await;
     let p = producer(&brokers);
     // A dead letter of 20,000 bytes: over the producer's 4,000 as it is.
     let junk = "x".repeat(20_000);

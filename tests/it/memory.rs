@@ -74,9 +74,7 @@ async fn a_million_distinct_group_keys_keep_memory_bounded_and_the_process_live(
     let config = config(&format!(
         "[streams.text]\nenabled = false\n[batch]\nmax_records = 10000\n[http]\nlisten = \"{http}\""
     ));
-    create_topics(&config, 1).await;
-    let brokers = config.kafka().brokers.clone();
-    let topic = config.streams()["danmu"].topic.clone();
+    let (brokers, topic) = danmu_input(&config, 1).await;
     let group = config.kafka().group_id.clone();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("trendstream.toml");

@@ -17,9 +17,7 @@ async fn lag_rises_while_nothing_commits_and_falls_after_and_every_series_moves(
          [window]\nwidth = \"10s\"\nslide = \"10s\"\nout_of_orderness = \"0s\"\n\
          [http]\nlisten = \"{http}\"\nlag_every = \"100ms\""
     ));
-    create_topics(&config, 1).await;
-    let brokers = config.kafka().brokers.clone();
-    let topic = config.streams()["danmu"].topic.clone();
+    let (brokers, topic) = danmu_input(&config, 1).await;
     let group = config.kafka().group_id.clone();
     let p = producer(&brokers);
     let partition = format!("topic=\"{topic}\",partition=\"0\"");

@@ -49,9 +49,7 @@ async fn danmu_windows_reach_kafka_and_redis_with_exact_counts() {
     let config = config(&format!(
         "[window]\nwidth = \"20s\"\nslide = \"10s\"\nout_of_orderness = \"5s\"\n[output]\ntop_k = 3\n[streams.text]\nenabled = false\n[http]\nlisten = \"{http}\"",
     ));
-    create_topics(&config, 1).await;
-    let brokers = config.kafka().brokers.clone();
-    let topic = config.streams()["danmu"].topic.clone();
+    let (brokers, topic) = danmu_input(&config, 1).await;
     let p = producer(&brokers);
     let records: Vec<(&str, Vec<u8>)> = vec![
         ("r1", danmu("r1", T + 1_000, "主播太强了 #王者荣耀#")),
@@ -207,9 +205,7 @@ async fn danmu_windows_reach_kafka_and_redis_with_exact_counts() {
 async fn a_consumer_that_keeps_up_sends_each_record_on_without_waiting_for_a_full_batch() {
     // A batch would wait an hour for company: it ends when nothing more is waiting instead.
     let config = tumbling_danmu("[batch]\nmax_wait = \"1h\"");
-    create_topics(&config, 1).await;
-    let brokers = config.kafka().brokers.clone();
-    let topic = config.streams()["danmu"].topic.clone();
+    let (brokers, topic) = danmu_input(&config, 1).await;
     let group = config.kafka().group_id.clone();
     let p = producer(&brokers);
     let running = start(config.clone());
@@ -236,9 +232,7 @@ async fn a_redis_that_lost_the_leaderboard_script_is_given_it_again() {
     // Leaderboards are written by a script called by its SHA1: a Redis that forgot the script
     // (restarted, or flushed) answers NOSCRIPT until it is given the script again.
     let config = tumbling_danmu("");
-    create_topics(&config, 1).await;
-    let brokers = config.kafka().brokers.clone();
-    let topic = config.streams()["danmu"].topic.clone();
+    let (brokers, topic) = danmu_input(&config, 1).await;
     let p = producer(&brokers);
     let mut r = redis(&config.redis().url).await;
     let board = format!("{}hot:danmu:r1", config.redis().key_prefix);
@@ -432,9 +426,7 @@ async fn group_keys_with_braces_get_their_leaderboards_on_a_redis_cluster() {
          [retry]\ngive_up_after = \"20s\"",
         nodes.join(",")
     ));
-    create_topics(&config, 1).await;
-    let brokers = config.kafka().brokers.clone();
-    let topic = config.streams()["danmu"].topic.clone();
+    let (brokers, topic) = danmu_input(&config, 1).await;
     let p = producer(&brokers);
     // Each of these, as it was, would put a leaderboard and its fence in different slots.
     let rooms = ["a{b", "}x{", "{y}", "{}", "100%", "房间{1}", "r:1"];

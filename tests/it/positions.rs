@@ -34,9 +34,7 @@ async fn committed_inside_a_batch(singles: i64) {
         "[window]\nwidth = \"20s\"\nslide = \"10s\"\nout_of_orderness = \"0s\"\n\
          [streams.text]\nenabled = false\n[ownership]\nstall_after = \"500ms\"",
     );
-    create_topics(&config, 1).await;
-    let brokers = config.kafka().brokers.clone();
-    let topic = config.streams()["danmu"].topic.clone();
+    let (brokers, topic) = danmu_input(&config, 1).await;
     let ts = |offset: i64| T + offset * 100;
     let record = |offset: i64| {
         let room = format!("r{}", offset % 3);

@@ -175,9 +175,7 @@ async fn stop(child: std::process::Child) -> Output {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_commits_leaves_the_group_and_exits_zero() {
     let config = config("[streams.text]\nenabled = false");
-    create_topics(&config, 1).await;
-    let brokers = config.kafka().brokers.clone();
-    let topic = config.streams()["danmu"].topic.clone();
+    let (brokers, topic) = danmu_input(&config, 1).await;
     let group = config.kafka().group_id.clone();
     let p = producer(&brokers);
     for i in 0..20 {
@@ -343,9 +341,7 @@ renew_every = "500ms"
 lease = "4s"
 "#,
     );
-    create_topics(&config, 2).await;
-    let brokers = config.kafka().brokers.clone();
-    let topic = config.streams()["danmu"].topic.clone();
+    let (brokers, topic) = danmu_input(&config, 2).await;
     let group = config.kafka().group_id.clone();
     let p = producer(&brokers);
     let feed = |from: i64| {

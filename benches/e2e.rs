@@ -11,7 +11,8 @@
 //! - **trendstream**: `trendstream run` as a process, from start until the group's committed
 //!   offsets cover every record: records/s (steady, from the first commit seen to the last; and
 //!   from start, group join included), MB/s of values, CPU seconds and peak RSS (of that
-//!   process);
+//!   process), and in the steady part the cores it kept busy and how busy the whole machine
+//!   was (the broker and Redis share it);
 //! - with `--python`, the straightforward Python job (`bench/baseline.py`) on the same topic,
 //!   for at most `--python-seconds` (default 60): its records/s from its committed offsets.
 //!
@@ -297,7 +298,6 @@ fn segment_only(texts: &[String]) -> f64 {
     texts.len() as f64 / started.elapsed().as_secs_f64()
 }
 
-/// Waits until `group` has committed every record of `stream`.
 /// A group's progress on a stream, as its committed offsets showed it.
 struct Progress {
     /// When the first commit was seen, and how many records it covered.
@@ -306,6 +306,25 @@ struct Progress {
     done: i64,
     /// When the last look was made.
     end: Instant,
+    /// CPU use at the first commit seen and at the end.
+    cpu: Option<(Cpu, Cpu)>,
+}
+
+/// CPU use so far: the CPU seconds of the processes watched, and the machine's busy and
+/// total clock ticks.
+#[derive(Clone, Copy)]
+struct Cpu {
+    processes: f64,
+    machine: (u64, u64),
+}
+
+impl Cpu {
+    fn now(children: &[(Child, std::path::PathBuf)]) -> Cpu {
+        Cpu {
+            processes: children.iter().map(|(c, _)| cpu_seconds(c.id())).sum(),
+            machine: machine_ticks(),
+        }
+    }
 }
 
 impl Progress {
@@ -323,18 +342,29 @@ impl Progress {
     fn rates(&self, started: Instant) -> Value {
         let from_start = self.done as f64 / (self.end - started).as_secs_f64();
         let steady = self.steady_rate();
+        // While input waited: from the first commit seen to the last.
+        let busy = match (steady, self.first, self.cpu) {
+            (Some(_), Some((at, _)), Some((a, b))) => {
+                let cores = (b.processes - a.processes) / (self.end - at).as_secs_f64();
+                let (busy, total) = (b.machine.0 - a.machine.0, b.machine.1 - a.machine.1);
+                Some((cores, busy as f64 / total.max(1) as f64))
+            }
+            _ => None,
+        };
         json!({
             "records_per_s": steady.unwrap_or(from_start),
             "rate_basis": if steady.is_some() { "steady" } else { "from start" },
             "records_per_s_steady": steady,
             "records_per_s_from_start": from_start,
+            "cores_busy_steady": busy.map(|(cores, _)| cores),
+            "machine_busy_steady": busy.map(|(_, machine)| machine),
         })
     }
 }
 
-/// Watches `group` commit `stream` until every record is committed or `until` passes.
-/// Fails, with the end of its log, when one of `children` (each with the file its stderr goes
-/// to) exits first.
+/// Watches `group` commit `stream` until every record is committed or `until` passes, and the
+/// CPU `children` use meanwhile. Fails, with the end of its log, when one of `children` (each
+/// with the file its stderr goes to) exits first.
 async fn all_committed(
     brokers: &str,
     group: &str,
@@ -343,7 +373,7 @@ async fn all_committed(
     until: Instant,
     children: &mut [(Child, std::path::PathBuf)],
 ) -> Progress {
-    let mut first = None;
+    let (mut first, mut cpu_first) = (None, None);
     loop {
         for (child, log) in children.iter_mut() {
             if let Ok(Some(status)) = child.try_wait() {
@@ -362,14 +392,16 @@ async fn all_committed(
             .flatten()
             .sum();
         let now = Instant::now();
-        if done > 0 {
-            first.get_or_insert((now, done));
+        if done > 0 && first.is_none() {
+            first = Some((now, done));
+            cpu_first = Some(Cpu::now(children));
         }
         if done as u64 >= stream.records || now >= until {
             return Progress {
                 first,
                 done,
                 end: now,
+                cpu: cpu_first.map(|at_first| (at_first, Cpu::now(children))),
             };
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -593,6 +625,16 @@ fn print_row(row: &Value) {
         f(&row["segment_only_records_per_s"]),
         100.0 * f(&row["of_segment_only"]),
     );
+    if let (Some(cores), Some(machine)) = (
+        t["cores_busy_steady"].as_f64(),
+        t["machine_busy_steady"].as_f64(),
+    ) {
+        println!(
+            "        while input waited (steady): trendstream busy {cores:.2} cores, the \
+             machine (broker, Redis and all) {:.0} % busy",
+            100.0 * machine
+        );
+    }
     if let Some(py) = row.get("python") {
         println!(
             "        python baseline {:.0} records/s {} ({} records in {:.0} s, {:.1} CPU s, \

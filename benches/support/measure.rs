@@ -52,6 +52,24 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     (tick(11) + tick(12)) / 100.0
 }
 
+/// Clock ticks since boot that all the machine's cores spent busy (anything but idle and
+/// waiting for I/O), and in all, from `/proc/stat`.
+#[allow(dead_code)] // The latency bench does not use it.
+pub fn machine_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    // `cpu  user nice system idle iowait irq softirq steal …`: all cores together.
+    let all = stat.lines().next().unwrap_or_default();
+    let ticks: Vec<u64> = all
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    let total = ticks.iter().sum();
+    let idle: u64 = ticks.get(3..5).map_or(0, |t| t.iter().sum());
+    (total - idle, total)
+}
+
 /// User + system CPU seconds and peak RSS (MiB) of process `pid`.
 pub fn usage(pid: u32) -> (f64, f64) {
     (

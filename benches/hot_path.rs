@@ -90,26 +90,6 @@ fn window<'a>(
     closed.len()
 }
 
-/// `n` room indices below `rooms`, drawn as `trendstream generate` draws them: the room of
-/// rank `r` with weight `1 / (r + 1)`.
-fn zipf_rooms(rooms: usize, n: usize) -> Vec<usize> {
-    use rand::{Rng, SeedableRng};
-    let mut total = 0.0;
-    let cumulative: Vec<f64> = (0..rooms)
-        .map(|r| {
-            total += 1.0 / (r + 1) as f64;
-            total
-        })
-        .collect();
-    let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
-    (0..n)
-        .map(|_| {
-            let x = rng.random::<f64>() * total;
-            cumulative.partition_point(|&c| c < x).min(rooms - 1)
-        })
-        .collect()
-}
-
 fn hot_path(c: &mut Criterion) {
     let extractor = Extractor::new(&ExtractOptions::default());
     let entities = EntityFinder::new();
@@ -199,9 +179,11 @@ fn hot_path(c: &mut Criterion) {
         // Rooms drawn as in the e2e bench: Zipf-skewed, so a few rooms hold data in every pane
         // (and their merges are most of the work) and most rooms in one or two.
         group.bench_function("window_close_zipf_rooms", |b| {
-            let rooms: Vec<String> = (0..10_000).map(|r| format!("room{r}")).collect();
-            let zipf = zipf_rooms(rooms.len(), SPARSE_RECORDS);
-            let room = |i: usize| rooms[zipf[i]].as_str();
+            let mut traffic = TrafficGen::new(7, 10_000);
+            let rooms: Vec<String> = (0..SPARSE_RECORDS)
+                .map(|_| format!("r{}", traffic.room()))
+                .collect();
+            let room = |i: usize| rooms[i].as_str();
             b.iter(|| black_box(window(budget, &items, SPARSE_RECORDS, room, |i| i as i64)))
         });
         group.throughput(Throughput::Elements(N as u64));

@@ -398,8 +398,8 @@ impl TrafficGen {
         }
     }
 
-    /// A room number, Zipf-distributed over the rooms.
-    fn room(&mut self) -> u32 {
+    /// A room number, Zipf-distributed over the rooms: the room of `danmu`'s key.
+    pub fn room(&mut self) -> u32 {
         let total = *self
             .room_weights
             .last()

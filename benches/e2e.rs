@@ -13,6 +13,11 @@
 //!   from start, group join included), MB/s of values, CPU seconds and peak RSS (of that
 //!   process), and in the steady part the cores it kept busy and how busy the whole machine
 //!   was (the broker and Redis share it);
+//! - **read and write only**: the raw consume of the first layout again, while another thread
+//!   writes the window records the pipeline wrote (read back untimed) to a new topic with
+//!   trendstream's producer settings: the I/O any pipeline with these results must do, without
+//!   extraction, windows, Redis or commits (a ceiling for it), and the machine's CPU time a
+//!   record it took, from which the bound of the cores follows (with segmentation);
 //! - with `--python`, the straightforward Python job (`bench/baseline.py`) on the same topic,
 //!   for at most `--python-seconds` (default 60): its records/s from its committed offsets.
 //!
@@ -34,6 +39,7 @@ mod common;
 mod measure;
 
 use std::process::{Child, Command};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -190,13 +196,28 @@ fn main() {
             });
             let segment = segment_only(&texts);
             drop(texts);
-            let ours = trendstream_run(&base, stream, partitions, instances).await;
+            let (ours, output_topic) = trendstream_run(&base, stream, partitions, instances).await;
+            // The window records it wrote, read back untimed, then written again while the
+            // input is read: the reading and writing any pipeline with these results must do.
+            let outputs = read_back(&brokers, &output_topic, partitions);
+            let output_bytes: usize = outputs
+                .iter()
+                .map(|m| m.payload().map_or(0, <[u8]>::len) + m.key().map_or(0, <[u8]>::len))
+                .sum();
+            let (floor, floor_busy) = read_and_write(&base, stream, partitions, &outputs).await;
+            let output_records = outputs.len();
+            drop(outputs);
             let py = if python {
                 Some(python_run(&base, stream, partitions, python_seconds).await)
             } else {
                 None
             };
             let per_s = |secs: f64| stream.records as f64 / secs;
+            // The machine's CPU time a record took in reading and writing, and with it the
+            // most any pipeline can do: the cores hold that and the segmentation of each
+            // record, at least.
+            let floor_us = floor_busy * cores() as f64 * floor * 1e6 / stream.records as f64;
+            let bound = cores() as f64 * 1e6 / (floor_us + 1e6 / segment);
             let mut row = json!({
                 "stream": stream.name,
                 "records": stream.records,
@@ -209,10 +230,16 @@ fn main() {
                 "raw_consume_small_lz4_records_per_s": per_s(raws[1]),
                 "post_texts": texts_name,
                 "segment_only_records_per_s": segment,
+                "window_records": output_records,
+                "window_record_mb": output_bytes as f64 / 1e6,
+                "read_and_write_records_per_s": per_s(floor),
+                "read_and_write_machine_us_per_record": floor_us,
+                "bound_records_per_s": bound,
                 "trendstream": ours,
             });
             let ours_rate = ours["records_per_s"].as_f64().unwrap_or(0.0);
             row["of_raw_consume"] = json!(ours_rate / per_s(raws[0]));
+            row["of_read_and_write"] = json!(ours_rate / per_s(floor));
             row["of_segment_only"] = json!(ours_rate / segment);
             if let Some(py) = py {
                 let py_rate = py["records_per_s"].as_f64().unwrap_or(0.0);
@@ -224,7 +251,7 @@ fn main() {
         }
         let mixed = mixed(&results);
         let report = json!({
-            "cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
+            "cores": cores(),
             "results": results,
             "mixed": mixed,
         });
@@ -258,14 +285,7 @@ fn read_all(
     mut each: impl FnMut(&[u8]),
 ) -> f64 {
     let topic = &stream.topics[layout];
-    let consumer = reader(brokers, &[]);
-    let mut assignment = rdkafka::TopicPartitionList::new();
-    for p in 0..partitions {
-        assignment
-            .add_partition_offset(topic, p, rdkafka::Offset::Beginning)
-            .expect("offset");
-    }
-    consumer.assign(&assignment).expect("assign");
+    let consumer = from_the_beginning(brokers, topic, partitions);
     let started = Instant::now();
     let mut read = 0u64;
     let mut last_record = Instant::now();
@@ -282,6 +302,129 @@ fn read_all(
         );
     }
     started.elapsed().as_secs_f64()
+}
+
+/// A plain consumer (no group) of every partition of `topic`, from the beginning.
+fn from_the_beginning(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+) -> rdkafka::consumer::BaseConsumer {
+    let consumer = reader(brokers, &[]);
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        assignment
+            .add_partition_offset(topic, p, rdkafka::Offset::Beginning)
+            .expect("offset");
+    }
+    consumer.assign(&assignment).expect("assign");
+    consumer
+}
+
+/// Every record of `topic` (all there is: read until none follows for 3 s).
+fn read_back(brokers: &str, topic: &str, partitions: i32) -> Vec<rdkafka::message::OwnedMessage> {
+    let consumer = from_the_beginning(brokers, topic, partitions);
+    let mut out = Vec::new();
+    let mut last_record = Instant::now();
+    while last_record.elapsed() < Duration::from_secs(3) {
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            out.push(
+                m.unwrap_or_else(|e| panic!("reading {topic}: {e}"))
+                    .detach(),
+            );
+            last_record = Instant::now();
+        }
+    }
+    out
+}
+
+/// Reads every record of the stream's topic as [`raw_consume`] does while another thread
+/// writes `outputs` (the window records the pipeline wrote for the stream) to a new topic with
+/// trendstream's producer settings, as fast as the broker takes them: the seconds until the
+/// last record is read and every write acknowledged, and how busy the whole machine was
+/// meanwhile (the broker's work included). This is what any pipeline that writes these results
+/// must at least do, without extraction, windows, Redis or commits: a ceiling for it. (Reading
+/// and writing on one thread, in turn, took three times as long on tansu.)
+async fn read_and_write(
+    base: &trendstream::config::Config,
+    stream: &Stream,
+    partitions: i32,
+    outputs: &[rdkafka::message::OwnedMessage],
+) -> (f64, f64) {
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+    let topic = unique("rewrite");
+    create_topic(&base.kafka().brokers, &topic, partitions).await;
+    let producer: BaseProducer<Acks> = base
+        .kafka()
+        .producer_client()
+        .create_with_context(Acks::default())
+        .expect("producer");
+    let (started, ticks) = (Instant::now(), machine_ticks());
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for (i, m) in outputs.iter().enumerate() {
+                let mut record =
+                    BaseRecord::<[u8], [u8]>::to(&topic).payload(m.payload().unwrap_or_default());
+                if let Some(key) = m.key() {
+                    record = record.key(key);
+                }
+                while let Err((e, back)) = producer.send(record) {
+                    assert!(
+                        matches!(
+                            e,
+                            KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)
+                        ),
+                        "writing {topic}: {e}"
+                    );
+                    producer.poll(Duration::from_millis(1));
+                    record = back;
+                }
+                if i % 1024 == 0 {
+                    producer.poll(Duration::ZERO);
+                }
+            }
+            producer
+                .flush(Duration::from_secs(120))
+                .expect("every write acknowledged");
+        });
+        read_all(&base.kafka().brokers, stream, 0, partitions, |_| {});
+    });
+    let secs = started.elapsed().as_secs_f64();
+    let busy = busy_share(ticks, machine_ticks());
+    let acks = producer.context();
+    assert_eq!(
+        (acks.ok.load(Relaxed), acks.failed.load(Relaxed)),
+        (outputs.len() as u64, 0),
+        "writes to {topic} acknowledged and failed"
+    );
+    (secs, busy)
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Counts a producer's acknowledged and failed writes.
+#[derive(Default)]
+struct Acks {
+    ok: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl rdkafka::ClientContext for Acks {}
+
+impl rdkafka::producer::ProducerContext for Acks {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &rdkafka::producer::DeliveryResult<'_>, _: ()) {
+        let counter = if result.is_ok() {
+            &self.ok
+        } else {
+            &self.failed
+        };
+        counter.fetch_add(1, Relaxed);
+    }
 }
 
 /// Records per second of segmentation alone (normalise, then the segmenter), on one core.
@@ -346,8 +489,7 @@ impl Progress {
         let busy = match (steady, self.first, self.cpu) {
             (Some(_), Some((at, _)), Some((a, b))) => {
                 let cores = (b.processes - a.processes) / (self.end - at).as_secs_f64();
-                let (busy, total) = (b.machine.0 - a.machine.0, b.machine.1 - a.machine.1);
-                Some((cores, busy as f64 / total.max(1) as f64))
+                Some((cores, busy_share(a.machine, b.machine)))
             }
             _ => None,
         };
@@ -408,13 +550,14 @@ async fn all_committed(
     }
 }
 
-/// `trendstream run` processes on the stream alone until every record is committed.
+/// `trendstream run` processes on the stream alone until every record is committed: their
+/// report, and the topic they wrote window records to.
 async fn trendstream_run(
     base: &trendstream::config::Config,
     stream: &Stream,
     partitions: i32,
     instances: usize,
-) -> Value {
+) -> (Value, String) {
     let mut raw = base.to_raw();
     for (name, s) in raw.streams.iter_mut() {
         s.enabled = name == stream.name;
@@ -484,7 +627,7 @@ async fn trendstream_run(
     report["mb_per_s"] = json!(stream.value_bytes as f64 / stream.records as f64 * rate / 1e6);
     report["cpu_seconds"] = json!(cpu);
     report["peak_rss_mib"] = json!(rss);
-    report
+    (report, config.kafka().output_topic.clone())
 }
 
 /// The Python baseline on the stream until every record is committed or `seconds` pass.
@@ -624,6 +767,25 @@ fn print_row(row: &Value) {
         f(&row["raw_consume_small_lz4_records_per_s"]),
         f(&row["segment_only_records_per_s"]),
         100.0 * f(&row["of_segment_only"]),
+    );
+    println!(
+        "        read and write only ({} window records, {:.1} MB, written while reading): \
+         {:.0}/s ({:.0} % of raw consume): trendstream is {:.0} % of it",
+        row["window_records"],
+        f(&row["window_record_mb"]),
+        f(&row["read_and_write_records_per_s"]),
+        100.0 * f(&row["read_and_write_records_per_s"]) / f(&row["raw_consume_records_per_s"]),
+        100.0 * f(&row["of_read_and_write"]),
+    );
+    println!(
+        "        the machine spent {:.2} µs a record reading and writing: with segmentation, \
+         the cores allow at most {:.0}/s ({:.0} % of raw consume, {:.0} % of segmentation × \
+         cores)",
+        f(&row["read_and_write_machine_us_per_record"]),
+        f(&row["bound_records_per_s"]),
+        100.0 * f(&row["bound_records_per_s"]) / f(&row["raw_consume_records_per_s"]),
+        100.0 * f(&row["bound_records_per_s"])
+            / (f(&row["segment_only_records_per_s"]) * cores() as f64),
     );
     if let (Some(cores), Some(machine)) = (
         t["cores_busy_steady"].as_f64(),

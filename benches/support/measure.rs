@@ -70,6 +70,12 @@ pub fn machine_ticks() -> (u64, u64) {
     (total - idle, total)
 }
 
+/// The share of the clock ticks between two [`machine_ticks`] readings that were busy.
+#[allow(dead_code)] // The latency bench does not use it.
+pub fn busy_share((busy_a, total_a): (u64, u64), (busy_b, total_b): (u64, u64)) -> f64 {
+    (busy_b - busy_a) as f64 / (total_b - total_a).max(1) as f64
+}
+
 /// User + system CPU seconds and peak RSS (MiB) of process `pid`.
 pub fn usage(pid: u32) -> (f64, f64) {
     (

@@ -204,7 +204,8 @@ fn main() {
                 .iter()
                 .map(|m| m.payload().map_or(0, <[u8]>::len) + m.key().map_or(0, <[u8]>::len))
                 .sum();
-            let (floor, floor_busy) = read_and_write(&base, stream, partitions, &outputs).await;
+            let (read_write_secs, read_write_busy) =
+                read_and_write(&base, stream, partitions, &outputs).await;
             let output_records = outputs.len();
             drop(outputs);
             let py = if python {
@@ -216,8 +217,9 @@ fn main() {
             // The machine's CPU time a record took in reading and writing, and with it the
             // most any pipeline can do: the cores hold that and the segmentation of each
             // record, at least.
-            let floor_us = floor_busy * cores() as f64 * floor * 1e6 / stream.records as f64;
-            let bound = cores() as f64 * 1e6 / (floor_us + 1e6 / segment);
+            let read_write_us =
+                read_write_busy * cores() as f64 * read_write_secs * 1e6 / stream.records as f64;
+            let bound = cores() as f64 * 1e6 / (read_write_us + 1e6 / segment);
             let mut row = json!({
                 "stream": stream.name,
                 "records": stream.records,
@@ -232,14 +234,14 @@ fn main() {
                 "segment_only_records_per_s": segment,
                 "window_records": output_records,
                 "window_record_mb": output_bytes as f64 / 1e6,
-                "read_and_write_records_per_s": per_s(floor),
-                "read_and_write_machine_us_per_record": floor_us,
+                "read_and_write_records_per_s": per_s(read_write_secs),
+                "read_and_write_machine_us_per_record": read_write_us,
                 "bound_records_per_s": bound,
                 "trendstream": ours,
             });
             let ours_rate = ours["records_per_s"].as_f64().unwrap_or(0.0);
             row["of_raw_consume"] = json!(ours_rate / per_s(raws[0]));
-            row["of_read_and_write"] = json!(ours_rate / per_s(floor));
+            row["of_read_and_write"] = json!(ours_rate / per_s(read_write_secs));
             row["of_segment_only"] = json!(ours_rate / segment);
             if let Some(py) = py {
                 let py_rate = py["records_per_s"].as_f64().unwrap_or(0.0);

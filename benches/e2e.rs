@@ -353,8 +353,8 @@ async fn read_and_write(
     partitions: i32,
     outputs: &[rdkafka::message::OwnedMessage],
 ) -> (f64, f64) {
-    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use trendstream::sink::kafka::{send_queued, Queued};
 
     let topic = unique("rewrite");
     create_topic(&base.kafka().brokers, &topic, partitions).await;
@@ -363,25 +363,27 @@ async fn read_and_write(
         .producer_client()
         .create_with_context(Acks::default())
         .expect("producer");
+    let runtime = tokio::runtime::Handle::current();
     let (started, ticks) = (Instant::now(), machine_ticks());
     std::thread::scope(|s| {
         s.spawn(|| {
+            // While the queue is full, serve delivery reports for up to 1 ms and try again.
+            // librdkafka gives a refused record back whole.
+            #[allow(clippy::result_large_err)]
+            let send = |p: &&BaseProducer<Acks>, record| p.send(record);
+            let settle = async |p: &mut &BaseProducer<Acks>| {
+                p.poll(Duration::from_millis(1));
+                Ok::<_, std::convert::Infallible>(true)
+            };
             for (i, m) in outputs.iter().enumerate() {
                 let mut record =
                     BaseRecord::<[u8], [u8]>::to(&topic).payload(m.payload().unwrap_or_default());
                 if let Some(key) = m.key() {
                     record = record.key(key);
                 }
-                while let Err((e, back)) = producer.send(record) {
-                    assert!(
-                        matches!(
-                            e,
-                            KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)
-                        ),
-                        "writing {topic}: {e}"
-                    );
-                    producer.poll(Duration::from_millis(1));
-                    record = back;
+                let queued = runtime.block_on(send_queued(&mut &producer, send, settle, record));
+                if let Ok(Queued::Failed(e, _)) = queued {
+                    panic!("writing {topic}: {e}");
                 }
                 if i % 1024 == 0 {
                     producer.poll(Duration::ZERO);
